@@ -1,0 +1,67 @@
+"""Who is calling: the account and region of a request.
+
+With credentials configured every request must carry a valid SigV4 signature (api/sigv4.py). In dev mode
+(no credentials) the Authorization header is parsed for its region but not checked, and the account is the
+fixed dev account.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from batchd.api.errors import AuthError
+from batchd.config import DEV_ACCOUNT, Credential
+
+DEFAULT_REGION = "us-east-1"
+_SCOPE_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+
+
+@dataclass(frozen=True)
+class Caller:
+    account: str
+    region: str
+    access_key_id: str | None
+
+
+class Authenticator:
+    def __init__(self, credentials: list[Credential]) -> None:
+        self._by_key = {c.access_key_id: c for c in credentials}
+
+    @property
+    def dev_mode(self) -> bool:
+        return not self._by_key
+
+    def authenticate(
+        self, method: str, raw_path: str, raw_query: str, headers: dict[str, str], body: bytes
+    ) -> Caller:
+        """Return the caller, or raise AuthError with AWS's code."""
+        if self.dev_mode:
+            return self._dev_caller(headers)
+        from batchd.api.sigv4 import verify_sigv4
+
+        def lookup(akid: str) -> str | None:
+            cred = self._by_key.get(akid)
+            return cred.secret_access_key if cred else None
+
+        akid, region = verify_sigv4(method, raw_path, raw_query, headers, body, lookup)
+        _check_region(region)
+        return Caller(self._by_key[akid].account_id, region, akid)
+
+    def _dev_caller(self, headers: dict[str, str]) -> Caller:
+        auth = headers.get("authorization", "")
+        m = _SCOPE_RE.search(auth)
+        if not m:
+            return Caller(DEV_ACCOUNT, DEFAULT_REGION, None)
+        region = m.group(3)
+        _check_region(region)
+        return Caller(DEV_ACCOUNT, region, m.group(1))
+
+
+def _check_region(region: str) -> None:
+    if not _REGION_RE.match(region):
+        raise AuthError(
+            "InvalidSignatureException",
+            f"Credential should be scoped to a valid region, not '{region}'.",
+        )
