@@ -18,6 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", dest="data_dir", help="state directory (BATCHD_DATA_DIR; default ./.batchd)")
     serve.add_argument("--db", help="database URL, e.g. postgresql+psycopg://... (BATCHD_DB; default SQLite)")
     serve.add_argument("--config", help="TOML config file (BATCHD_CONFIG)")
+    events = sub.add_parser("events", help="print the activity log (job state changes) as JSON lines")
+    events.add_argument("--endpoint-url", dest="endpoint_url", help="server URL (AWS_ENDPOINT_URL_BATCH)")
+    events.add_argument("--region", help="region (AWS_REGION / AWS_DEFAULT_REGION; default us-east-1)")
+    events.add_argument("--after", type=int, default=0, help="only events after this sequence number")
+    events.add_argument("--job-id", dest="job_id", help="only this job's events")
+    events.add_argument("--follow", action="store_true", help="keep waiting for new events")
     return parser
 
 
@@ -39,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             return 3
         except KeyboardInterrupt:
             return 0
+    if args.command == "events":
+        from batchd.events_cli import run as run_events
+
+        return run_events(args.endpoint_url, args.region, args.after, args.job_id, args.follow)
     return 2
 
 

@@ -1,8 +1,355 @@
-"""Placeholder (replaced by the real local executor)."""
+"""The embedded executor: each attempt is a local process group, its output a file in the attempt directory.
+
+Layout of one attempt (`logstreams.attempt_dir`): the directory is the job's working directory; `output.log`
+gets stdout and stderr; `exit_code` is written by a tiny `sh` wrapper when the command ends, so the status
+survives a batchd restart (a restarted server is no longer the parent and cannot `waitpid` the job).
+
+Process model: the wrapper is started with `start_new_session=True`, so it leads a new session and process group
+(pgid == its pid) that every child of the job inherits. TerminateJob signals the whole group. When the wrapper
+ends, whatever is left in the group is SIGKILLed, as a container runtime kills everything when PID 1 exits.
+
+No thread per job: exits are watched with a pidfd registered on the event loop (works for adopted processes
+that are not our children, too); our own children are reaped with `waitpid(WNOHANG)` as soon as they exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchd.domain import logstreams
+from batchd.executors.base import AttemptExit, ExecutorStartError, LaunchSpec
+
+log = logging.getLogger("batchd.executor.local")
+
+EXIT_CODE_FILE = "exit_code"
+UNKNOWN_EXIT_REASON = (
+    "The job's process ended while batchd was not its parent (e.g. across a batchd restart) and without "
+    "recording an exit status; the exit status is unknown"
+)
+# How long terminate() waits for the group to die after SIGKILL before giving up (uninterruptible sleep).
+_KILL_WAIT_SECONDS = 10.0
+_POLL_SECONDS = 0.1  # only used where pidfd_open is unavailable (Linux < 5.3)
+
+# The wrapper. `trap : TERM` installs a *handler* (not '' = ignore, which children would inherit), so the wrapper
+# survives a SIGTERM sent to the group long enough to record how the command ended; POSIX defers the trap until
+# the foreground command has finished. The wrapper's own stderr goes to /dev/null so that its job-status noise
+# ("Terminated") stays out of the job's log; the command's stderr is the saved fd 3. The subshell `( ... )`
+# keeps the redirection out of the wrapper (dash otherwise prints "Terminated" into the redirected fd 2); dash
+# execs the last command of a subshell directly, so there is no extra process. Exec failures give 127/126 with
+# the shell's message in output.log. `unset PWD`: dash exports PWD, and the job's environment must be exactly
+# the one the scheduler passed.
+_WRAPPER = (
+    'trap : TERM; {unset}exec 3>&2 2>/dev/null; ( "$@" 2>&3 3>&- ); rc=$?; '
+    "echo $rc > exit_code.tmp && mv -f exit_code.tmp exit_code; exit $rc"
+)
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+_BOOT_ID = _boot_id()
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) of a process, or None if there is no such process."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    rest = data[data.rfind(b")") + 2 :].split()
+    try:
+        return rest[0].decode(), int(rest[19])  # field 3 = state, field 22 = starttime
+    except (IndexError, ValueError):
+        return None
+
+
+def _waitstatus_to_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code  # killed by signal N -> 128+N, like a shell and like Docker
+
+
+@dataclass
+class _Watch:
+    """One watched process: resolves to its raw wait status (None when it was not our child)."""
+
+    pid: int
+    start_time: int
+    pgid: int
+    future: asyncio.Future[int | None]
+    loop: asyncio.AbstractEventLoop
+    fd: int = -1
 
 
 class LocalExecutor:
+    """Runs each attempt as a process group on this host. `image` is recorded by the scheduler but not used.
+
+    The environment is exactly `spec.environment`: the scheduler is expected to pass a base environment
+    (PATH, HOME, LANG...) plus the job's variables and AWS_BATCH_*; without PATH the wrapper shell's default
+    search path applies.
+    """
+
     name = "local"
 
-    def __init__(self, root) -> None:
-        self.root = root
+    def __init__(self, jobs_root: Path) -> None:
+        self.jobs_root = Path(jobs_root)
+        self._watches: dict[int, _Watch] = {}
+        # Popen objects of our children, kept referenced so that subprocess's own reaper never sees them.
+        self._popens: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- start -------------------------------------------------------------------------------------------
+
+    async def start(self, spec: LaunchSpec) -> dict[str, Any]:
+        if not spec.command:
+            raise ExecutorStartError("CannotStartContainerError: the job has no command to run")
+        workdir = logstreams.attempt_dir(self.jobs_root, spec.job_id, spec.attempt)
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            for stale in (EXIT_CODE_FILE, EXIT_CODE_FILE + ".tmp"):  # a re-run of the same attempt
+                with contextlib.suppress(FileNotFoundError):
+                    (workdir / stale).unlink()
+            out_fd = os.open(
+                workdir / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+        except OSError as exc:
+            raise ExecutorStartError(f"CannotStartContainerError: cannot prepare {workdir}: {exc}") from exc
+        script = _WRAPPER.format(unset="" if "PWD" in spec.environment else "unset PWD; ")
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", script, "batchd", *spec.command],
+                stdin=subprocess.DEVNULL,
+                stdout=out_fd,
+                stderr=out_fd,
+                cwd=workdir,
+                env=spec.environment,
+                start_new_session=True,  # own session and process group: killpg reaches the whole job
+                close_fds=True,
+            )
+        except (OSError, ValueError) as exc:  # ValueError: NUL bytes or '=' in an environment name
+            raise ExecutorStartError(f"CannotStartContainerError: {exc}") from exc
+        finally:
+            os.close(out_fd)
+        started_at = int(time.time() * 1000)
+        stat = _proc_stat(proc.pid)  # a zombie still has its stat until we reap it, so this cannot miss
+        start_time = stat[1] if stat else 0
+        self._popens[proc.pid] = proc
+        self._watch(proc.pid, start_time, proc.pid)
+        return {
+            "executor": self.name,
+            "pid": proc.pid,
+            "pgid": proc.pid,
+            "startTime": start_time,
+            "bootId": _BOOT_ID,
+            "dir": str(workdir),
+            "startedAt": started_at,
+            "image": spec.extra.get("image"),
+        }
+
+    # -- wait ----------------------------------------------------------------------------------------------
+
+    async def wait(self, handle: dict[str, Any]) -> AttemptExit:
+        watch = self._adopt(handle)
+        status = watch.future.result() if watch.future.done() else await asyncio.shield(watch.future)
+        return self._exit_of(handle, status)
+
+    def _exit_of(self, handle: dict[str, Any], status: int | None) -> AttemptExit:
+        # The wrapper's record wins: it is the command's status even when the wrapper was not our child.
+        code = _read_exit_code(Path(handle["dir"]))
+        if code is not None:
+            return AttemptExit(code)
+        if status is not None:
+            return AttemptExit(_waitstatus_to_code(status))
+        return AttemptExit(None, UNKNOWN_EXIT_REASON)
+
+    # -- terminate -----------------------------------------------------------------------------------------
+
+    async def terminate(self, handle: dict[str, Any], grace_seconds: float) -> None:
+        """SIGTERM the group, SIGKILL it after the grace; returns once no process of the group is left."""
+        pgid = int(handle["pgid"])
+        watch = self._adopt(handle)
+        if watch.future.done():
+            # The wrapper is gone; leftovers of its group (if batchd was down when it ended) are still ours.
+            self._kill_leftovers(pgid, watch.start_time)
+            await _wait_group_gone(pgid, _KILL_WAIT_SECONDS)
+            return
+        deadline = time.monotonic() + max(0.0, grace_seconds)
+        if _killpg(pgid, signal.SIGTERM):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(watch.future), timeout=max(0.0, grace_seconds))
+            # The wrapper ended (its watch SIGKILLed any leftovers) or the grace expired.
+            if watch.future.done() and await _wait_group_gone(pgid, deadline - time.monotonic()):
+                return
+            _killpg(pgid, signal.SIGKILL)
+        try:
+            await asyncio.wait_for(asyncio.shield(watch.future), timeout=_KILL_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("process group %s still present %.0fs after SIGKILL", pgid, _KILL_WAIT_SECONDS)
+            return
+        # SIGKILL also hit the wrapper before it could record anything: record 137 for a restarted server.
+        workdir = Path(handle["dir"])
+        if _read_exit_code(workdir) is None:
+            with contextlib.suppress(OSError):
+                tmp = workdir / (EXIT_CODE_FILE + ".tmp")
+                tmp.write_text(f"{128 + signal.SIGKILL}\n")
+                tmp.replace(workdir / EXIT_CODE_FILE)
+        # Killed members are reaped by init, not by us: wait until none is left, so callers see a clean slate.
+        await _wait_group_gone(pgid, _KILL_WAIT_SECONDS)
+
+    # -- is_alive ------------------------------------------------------------------------------------------
+
+    def is_alive(self, handle: dict[str, Any]) -> bool:
+        if handle.get("bootId") and _BOOT_ID and handle["bootId"] != _BOOT_ID:
+            return False  # the host rebooted: start times restarted from zero
+        stat = _proc_stat(int(handle["pid"]))
+        return stat is not None and stat[0] != "Z" and stat[1] == int(handle.get("startTime", -1))
+
+    # -- watching ----------------------------------------------------------------------------------------
+
+    def _adopt(self, handle: dict[str, Any]) -> _Watch:
+        """The watch of the handle's wrapper process, started if needed (already done if it has ended)."""
+        pid, start_time, pgid = int(handle["pid"]), int(handle.get("startTime", -1)), int(handle["pgid"])
+        loop = asyncio.get_running_loop()
+        watch = self._watches.get(pid)
+        if watch is not None and watch.start_time == start_time:
+            if watch.future.done() or watch.loop is loop:
+                return watch
+            # A watch made on another, finished event loop: start over on this one.
+            if watch.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(watch.fd)
+            del self._watches[pid]
+        if not self.is_alive(handle):
+            watch = _Watch(pid, start_time, pgid, loop.create_future(), loop)
+            watch.future.set_result(self._reap_if_child(pid, start_time))
+            return watch
+        return self._watch(pid, start_time, pgid)
+
+    def _watch(self, pid: int, start_time: int, pgid: int) -> _Watch:
+        loop = asyncio.get_running_loop()
+        watch = _Watch(pid, start_time, pgid, loop.create_future(), loop)
+        self._prune()
+        try:
+            watch.fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._finish(watch)
+            return watch
+        except (AttributeError, OSError):  # no pidfd (old kernel): poll instead
+            self._watches[pid] = watch
+            loop.create_task(self._poll(watch))
+            return watch
+        # The pidfd pins the process: if the start time still matches now, we watch the right one.
+        stat = _proc_stat(pid)
+        if stat is None or stat[1] != start_time:
+            os.close(watch.fd)
+            watch.fd = -1
+            self._finish(watch)
+            return watch
+        self._watches[pid] = watch
+        loop.add_reader(watch.fd, self._on_exit, watch)
+        return watch
+
+    def _prune(self) -> None:
+        # Finished watches are kept so that a late wait() still gets the waitpid status; bound their number.
+        if len(self._watches) < 4096:
+            return
+        for pid in [pid for pid, w in self._watches.items() if w.future.done()][:2048]:
+            del self._watches[pid]
+
+    async def _poll(self, watch: _Watch) -> None:
+        while True:
+            stat = _proc_stat(watch.pid)
+            if stat is None or stat[0] == "Z" or stat[1] != watch.start_time:
+                self._finish(watch)
+                return
+            await asyncio.sleep(_POLL_SECONDS)
+
+    def _on_exit(self, watch: _Watch) -> None:
+        watch.loop.remove_reader(watch.fd)
+        os.close(watch.fd)
+        watch.fd = -1
+        self._finish(watch)
+
+    def _finish(self, watch: _Watch) -> None:
+        status = self._reap_if_child(watch.pid, watch.start_time)
+        # Like a container whose PID 1 exited: nothing of the job outlives its main process.
+        self._kill_leftovers(watch.pgid, watch.start_time)
+        if not watch.future.done():
+            watch.future.set_result(status)
+
+    def _reap_if_child(self, pid: int, start_time: int) -> int | None:
+        """Reap our exited child and return its wait status; None if it is not ours (or not this process)."""
+        stat = _proc_stat(pid)
+        if stat is None or stat[1] != start_time:
+            if stat is None:
+                self._popens.pop(pid, None)
+            return None  # gone, or the pid now belongs to another process: never waitpid that one
+        try:
+            wpid, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if wpid != pid:
+            return None
+        popen = self._popens.pop(pid, None)
+        if popen is not None:
+            popen.returncode = os.waitstatus_to_exitcode(status)  # keeps Popen.__del__ quiet
+        return status
+
+    def _kill_leftovers(self, pgid: int, start_time: int) -> None:
+        # A pgid stays reserved while its group has members, so a live process whose pid equals the pgid is
+        # either our wrapper or, once the group emptied, an unrelated process that reused the number: never
+        # signal the latter's group.
+        stat = _proc_stat(pgid)
+        if stat is not None and stat[1] != start_time:
+            return
+        _killpg(pgid, signal.SIGKILL)
+
+
+def _killpg(pgid: int, sig: int) -> bool:
+    """Signal a process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        log.warning("no permission to signal process group %s", pgid)
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ESRCH:
+            return False
+        raise
+    return True
+
+
+async def _wait_group_gone(pgid: int, timeout: float) -> bool:
+    """Poll until no process (zombies included) is left in the group; False if still there at the timeout."""
+    deadline = time.monotonic() + max(0.0, timeout)
+    delay = 0.005
+    while _killpg(pgid, 0):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+def _read_exit_code(workdir: Path) -> int | None:
+    try:
+        return int((workdir / EXIT_CODE_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None

@@ -1,15 +1,407 @@
-"""Placeholder scheduler (replaced by the real one)."""
+"""The scheduler: moves jobs along, places RUNNABLE jobs on compute environments, runs attempts.
+
+Event-driven: SubmitJob, CancelJob, a finished attempt or a changed queue/CE calls `wake()`; the loop
+otherwise sleeps until the next timer (an attempt timeout, a job-state time limit). One pass:
+  1. SUBMITTED -> PENDING (waits on dependencies) or RUNNABLE; array parents get their children;
+  2. for each queue, highest priority first, RUNNABLE jobs in FIFO order: a cancelled job at the head fails,
+     a job that fits a compute environment (tried in ascending order) is claimed (STARTING) and launched,
+     and the first job that does not fit blocks its queue (it is the head the seed speaks of).
+Attempts are supervised by one asyncio task each: start -> RUNNING -> wait -> finished -> retry or done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import os
+from typing import Any
+
+from batchd.domain import jobs as J
+from batchd.domain.logstreams import stream_name
+from batchd.domain.retry import AttemptOutcome, should_retry
+from batchd.executors.base import AttemptExit, LaunchSpec
+from batchd.scheduler import arrays, lifecycle
+from batchd.scheduler.capacity import Ledger, accepts_jobs, capacity_of
+from batchd.store import jobs as store
+from batchd.store import resources
+
+log = logging.getLogger("batchd.scheduler")
+
+_BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
+SUBMITTED_BATCH = 2000
+RUNNABLE_PAGE = 64
+
+
+def _need(row: dict[str, Any]) -> tuple[float, int, int]:
+    return (row["vcpus"], row["memory"], row["gpus"])
+
+
+def _name_of(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
 
 
 class Scheduler:
-    def __init__(self, service) -> None:
+    def __init__(self, service: Any) -> None:
         self.service = service
+        self.settings = service.settings
+        self.executor = service.executor
+        self.ledger = Ledger()
+        self.base_env = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task | None = None
+        self._attempts: dict[str, asyncio.Task] = {}
+        self._handles: dict[str, dict[str, Any]] = {}
+        self._terminating: set[str] = set()
+        self._timeouts: list[tuple[int, str, int]] = []  # (deadline ms, job id, attempt)
+        self._next_limit_check: int | None = None
+        self._stopped = False
+
+    @property
+    def db(self) -> Any:
+        return self.service.db
+
+    # --- life of the scheduler ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        pass
+        self._reconcile()
+        self._loop_task = asyncio.create_task(self._run(), name="batchd-scheduler")
 
     async def stop(self) -> None:
-        pass
+        # Jobs keep running; their processes are adopted by the next start.
+        self._stopped = True
+        tasks = [t for t in (self._loop_task, *self._attempts.values()) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def wake(self) -> None:
-        pass
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._stopped:
+            delay = self._next_timer_delay()
+            if not self._wake.is_set():
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+            try:
+                more = self.run_pass()
+            except Exception:
+                log.exception("scheduler pass failed; retrying shortly")
+                await asyncio.sleep(0.2)
+                continue
+            if more:
+                self._wake.set()
+                await asyncio.sleep(0)  # let requests in between large batches
+
+    def _next_timer_delay(self) -> float | None:
+        now = J.now_ms()
+        candidates = []
+        if self._timeouts:
+            candidates.append(self._timeouts[0][0])
+        if self._next_limit_check is not None:
+            candidates.append(self._next_limit_check)
+        if not candidates:
+            return None
+        return max(0.0, (min(candidates) - now) / 1000)
+
+    # --- one pass ---------------------------------------------------------------------------------------
+
+    def run_pass(self) -> bool:
+        """Do everything that can be done now. True when work is left for an immediate next pass."""
+        now = J.now_ms()
+        self._fire_timeouts(now)
+        more = self._advance_submitted(now)
+        more |= arrays.spawn_children(self.db, now)
+        self._dispatch(now)
+        return more
+
+    def _advance_submitted(self, now: int) -> bool:
+        with self.db.tx() as conn:
+            rows = store.with_status(conn, [J.SUBMITTED], limit=SUBMITTED_BATCH)
+            for row in rows:
+                if row["runtime"].get("dependencyFailed"):
+                    lifecycle.fail(conn, row, J.REASON_DEPENDENCY, now)
+                elif row["pending_deps"] > 0 or row["array_size"] is not None:
+                    store.save(conn, row, {"status": J.PENDING}, now)
+                else:
+                    store.save(conn, row, {"status": J.RUNNABLE, "runnable_at": now}, now)
+        return len(rows) == SUBMITTED_BATCH
+
+    def _dispatch(self, now: int) -> None:
+        conn = self.db.conn
+        ces = {ce["computeEnvironmentArn"]: ce for ce in resources.all_resources(conn, "compute-environment")}
+        queues = [q for q in resources.all_resources(conn, "job-queue") if q.get("status") not in ("DELETING", "DELETED")]
+        queues.sort(key=lambda q: (-int(q.get("priority", 0)), q["jobQueueArn"]))
+        mem_per_vcpu, gpus = self.settings.memory_mib_per_vcpu, self.settings.gpus_per_compute_environment
+        self._next_limit_check = None
+        launches: list[tuple[dict[str, Any], str, str]] = []
+        with self.db.tx() as tx:
+            for queue in queues:
+                order = sorted(queue.get("computeEnvironmentOrder") or [], key=lambda o: o["order"])
+                envs = [(ces[o["computeEnvironment"]], capacity_of(ces[o["computeEnvironment"]], mem_per_vcpu, gpus))
+                        for o in order if o["computeEnvironment"] in ces]
+                after = 0
+                blocked = False
+                while not blocked:
+                    page = store.runnable_in_queue(tx, queue["jobQueueArn"], after, RUNNABLE_PAGE)
+                    if not page:
+                        break
+                    for row in page:
+                        after = row["seq"]
+                        if row["is_cancelled"]:
+                            # The seed's rule: a cancelled RUNNABLE job fails when it reaches the head.
+                            lifecycle.fail(tx, row, row["cancel_reason"] or row["status_reason"] or "Cancelled", now)
+                            continue
+                        need = _need(row)
+                        placed = None
+                        for ce, cap in envs:
+                            if accepts_jobs(ce) and self.ledger.fits(ce["computeEnvironmentArn"], cap, need):
+                                placed = ce
+                                break
+                        if placed is not None:
+                            self._claim(tx, row, placed, now)
+                            launches.append((row, queue["jobQueueName"], placed["computeEnvironmentName"]))
+                            continue
+                        if self._apply_state_limits(tx, queue, row, now):
+                            continue
+                        if not any(cap.holds(need) for _, cap in envs) and row["status_reason"] != J.REASON_NO_FIT:
+                            store.save(tx, row, {"status_reason": J.REASON_NO_FIT}, now)
+                        blocked = True
+                        break
+        for row, queue_name, ce_name in launches:
+            self._attempts[row["id"]] = asyncio.create_task(self._supervise(row, queue_name, ce_name, None))
+
+    def _apply_state_limits(self, conn: Any, queue: dict[str, Any], head: dict[str, Any], now: int) -> bool:
+        """jobStateTimeLimitActions: act on the blocked head once it has been RUNNABLE long enough."""
+        for action in queue.get("jobStateTimeLimitActions") or []:
+            if action.get("state") != "RUNNABLE":
+                continue
+            due = (head["runnable_at"] or now) + int(action["maxTimeSeconds"]) * 1000
+            if now >= due:
+                reason = f"Canceled by JobStateTimeLimit action due to reason: {action['reason']}"
+                lifecycle.fail(conn, head, reason, now, is_cancelled=True)
+                return True
+            self._next_limit_check = min(due, self._next_limit_check or due)
+        return False
+
+    def _claim(self, conn: Any, row: dict[str, Any], ce: dict[str, Any], now: int) -> None:
+        attempt = row["attempt"] + 1
+        self.ledger.add(ce["computeEnvironmentArn"], _need(row))
+        store.save(conn, row, {"status": J.STARTING, "attempt": attempt, "ce_arn": ce["computeEnvironmentArn"],
+                               "status_reason": None, "started_at": None, "stopped_at": None}, now)
+
+    # --- attempts ---------------------------------------------------------------------------------------
+
+    async def _supervise(self, row: dict[str, Any], queue_name: str, ce_name: str,
+                         handle: dict[str, Any] | None) -> None:
+        job_id, attempt = row["id"], row["attempt"]
+        try:
+            if handle is None:
+                handle = await self._start_attempt(row, queue_name, ce_name)
+                if handle is None:
+                    return
+            self._handles[job_id] = handle
+            result = await self.executor.wait(handle)
+            self._finish_attempt(job_id, attempt, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never leave a job RUNNING because of our own fault
+            log.exception("attempt %s/%s failed in batchd", job_id, attempt)
+            self._finish_attempt(job_id, attempt, AttemptExit(None, f"batchd error: {exc}"[:255]))
+        finally:
+            self._attempts.pop(job_id, None)
+            self._handles.pop(job_id, None)
+
+    async def _start_attempt(self, row: dict[str, Any], queue_name: str, ce_name: str) -> dict[str, Any] | None:
+        job_id, attempt = row["id"], row["attempt"]
+        container = row["spec"]["container"]
+        stream = stream_name(row["spec"]["jobDefinitionName"], job_id, attempt)
+        command = container.get("command") or []
+        if not command:
+            self._finish_attempt(job_id, attempt, AttemptExit(
+                None, "CannotStartContainerError: the job has no command (batchd runs commands, not images)"))
+            return None
+        spec = LaunchSpec(
+            job_id=job_id, attempt=attempt, command=list(command),
+            environment=J.job_environment(self.base_env, row, queue_name, ce_name, attempt),
+            log_stream=stream, vcpus=row["vcpus"], memory_mib=row["memory"], gpus=row["gpus"],
+        )
+        try:
+            handle = await self.executor.start(spec)
+        except Exception as exc:
+            self._finish_attempt(job_id, attempt, AttemptExit(None, f"CannotStartContainerError: {exc}"[:255]))
+            return None
+        now = J.now_ms()
+        with self.db.tx() as conn:
+            current = store.get(conn, job_id)
+            runtime = {**current["runtime"], "handle": handle,
+                       "container": {"logStreamName": stream, "taskArn": _task_arn(row, attempt)}}
+            changes: dict[str, Any] = {"status": J.RUNNING, "started_at": now, "runtime": runtime}
+            seconds = (row["spec"].get("timeout") or {}).get("attemptDurationSeconds")
+            if seconds:
+                changes["deadline_at"] = now + int(seconds) * 1000
+                heapq.heappush(self._timeouts, (changes["deadline_at"], job_id, attempt))
+            store.save(conn, current, changes, now)
+        if current["is_terminated"]:
+            self._terminate_process(job_id, handle)
+        self.wake() if self._timeouts else None
+        return handle
+
+    def _finish_attempt(self, job_id: str, attempt: int, result: AttemptExit) -> None:
+        now = J.now_ms()
+        with self.db.tx() as conn:
+            row = store.get(conn, job_id)
+            if row is None or row["status"] in J.TERMINAL or row["attempt"] != attempt:
+                return
+            if row["ce_arn"]:
+                self.ledger.release(row["ce_arn"], _need(row))
+            runtime = dict(row["runtime"])
+            timed_out = bool(runtime.pop("timedOut", False))
+            runtime.pop("handle", None)
+            stream = (runtime.get("container") or {}).get("logStreamName")
+            if row["is_terminated"]:
+                attempt_reason = row["status_reason"]
+            elif timed_out:
+                attempt_reason = J.REASON_TIMEOUT
+            elif result.exit_code is None:
+                attempt_reason = result.reason or "Task failed to start"
+            else:
+                attempt_reason = J.REASON_EXITED
+            container: dict[str, Any] = {}
+            if result.exit_code is not None:
+                container["exitCode"] = result.exit_code
+            if result.reason:
+                container["reason"] = result.reason[:255]
+            if stream:
+                container["logStreamName"] = stream
+                container["taskArn"] = _task_arn(row, attempt)
+            record: dict[str, Any] = {"container": container, "statusReason": attempt_reason}
+            if row["started_at"]:
+                record["startedAt"] = row["started_at"]
+            record["stoppedAt"] = now
+            runtime["attempts"] = [*runtime.get("attempts", []), record]
+            runtime["container"] = container
+            outcome = AttemptOutcome(result.exit_code, result.reason, attempt_reason, cancelled=row["is_cancelled"],
+                                     terminated=row["is_terminated"], timed_out=timed_out)
+            changes: dict[str, Any] = {"runtime": runtime, "deadline_at": None}
+            if result.exit_code == 0 and not row["is_terminated"] and not timed_out:
+                changes.update(status=J.SUCCEEDED, status_reason=J.REASON_EXITED, stopped_at=now)
+            elif should_retry(row["spec"].get("retryStrategy"), attempt, outcome):
+                changes.update(status=J.RUNNABLE, runnable_at=now, status_reason=None)
+            else:
+                changes.update(status=J.FAILED, status_reason=attempt_reason, stopped_at=now)
+            store.save(conn, row, changes, now)
+            if row["status"] in J.TERMINAL:
+                lifecycle.finished(conn, row, now)
+        self._terminating.discard(job_id)
+        self.wake()
+
+    # --- cancel, terminate, timeouts -------------------------------------------------------------------
+
+    def cancel(self, row: dict[str, Any], reason: str) -> None:
+        """CancelJob on one job (inside its own transaction)."""
+        with self.db.tx() as conn:
+            current = store.get(conn, row["id"])
+            if current is not None and lifecycle.cancel(conn, current, reason, J.now_ms()):
+                self.wake()
+
+    def terminate(self, row: dict[str, Any], reason: str) -> None:
+        """TerminateJob: stop a STARTING/RUNNING attempt; cancel anything earlier; an array: every child."""
+        now = J.now_ms()
+        with self.db.tx() as conn:
+            current = store.get(conn, row["id"])
+            if current is None or current["status"] in J.TERMINAL:
+                return
+            if current["array_size"] is not None and current["parent_id"] is None:
+                # Children that have not started are cancelled; running ones are terminated below.
+                lifecycle.cancel(conn, current, reason, now)
+                active = [k for k in store.children(conn, current["id"]) if k["status"] in J.ACTIVE]
+            elif current["status"] not in J.ACTIVE:
+                lifecycle.cancel(conn, current, reason, now)
+                active = []
+            else:
+                active = [current]
+        for job in active:
+            self._terminate_active(job["id"], reason)
+        self.wake()
+
+    def _terminate_active(self, job_id: str, reason: str) -> None:
+        with self.db.tx() as conn:
+            current = store.get(conn, job_id)
+            if current is None or current["status"] not in J.ACTIVE or current["is_terminated"]:
+                return
+            store.save(conn, current, {"is_terminated": True, "status_reason": reason}, J.now_ms())
+            handle = self._handles.get(job_id) or current["runtime"].get("handle")
+        if handle is not None:  # still STARTING without a process: _start_attempt sees the flag
+            self._terminate_process(job_id, handle)
+
+    def _terminate_process(self, job_id: str, handle: dict[str, Any]) -> None:
+        if job_id in self._terminating:
+            return
+        self._terminating.add(job_id)
+        grace = self.settings.terminate_grace_seconds
+        task = asyncio.create_task(self.executor.terminate(handle, grace))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() and log.error(
+            "terminating %s failed: %s", job_id, t.exception()))
+
+    def _fire_timeouts(self, now: int) -> None:
+        while self._timeouts and self._timeouts[0][0] <= now:
+            _, job_id, attempt = heapq.heappop(self._timeouts)
+            with self.db.tx() as conn:
+                row = store.get(conn, job_id)
+                if row is None or row["status"] != J.RUNNING or row["attempt"] != attempt:
+                    continue
+                store.save(conn, row, {"runtime": {**row["runtime"], "timedOut": True}}, now)
+                handle = self._handles.get(job_id) or row["runtime"].get("handle")
+            if handle is not None:
+                self._terminate_process(job_id, handle)
+
+    def on_queue_deleted(self, queue_arn: str) -> None:
+        """AWS eventually terminates every job of a deleted queue."""
+        now = J.now_ms()
+        with self.db.tx() as conn:
+            rows = store.unfinished_in_queue(conn, queue_arn)
+            for row in rows:
+                if row["status"] not in J.ACTIVE:
+                    lifecycle.fail(conn, row, J.REASON_QUEUE_DELETED, now, is_cancelled=True)
+        for row in rows:
+            if row["status"] in J.ACTIVE:
+                self._terminate_active(row["id"], J.REASON_QUEUE_DELETED)
+        self.wake()
+
+    # --- restart ------------------------------------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        """After a (re)start: count capacity in use, adopt live attempts, settle the ones that ended."""
+        rows = store.with_status(self.db.conn, [J.STARTING, J.RUNNING])
+        queue_names = {q["jobQueueArn"]: q["jobQueueName"] for q in resources.all_resources(self.db.conn, "job-queue")}
+        for row in rows:
+            if row["ce_arn"]:
+                self.ledger.add(row["ce_arn"], _need(row))
+            handle = row["runtime"].get("handle")
+            if handle is None:
+                # Claimed but never started: the process does not exist, so this attempt did not run.
+                self._finish_attempt(row["id"], row["attempt"], AttemptExit(
+                    None, "batchd stopped before the job's process was started"))
+                continue
+            if row["status"] == J.STARTING:
+                with self.db.tx() as conn:
+                    store.save(conn, row, {"status": J.RUNNING, "started_at": J.now_ms()}, J.now_ms())
+            if row["deadline_at"]:
+                heapq.heappush(self._timeouts, (row["deadline_at"], row["id"], row["attempt"]))
+            ce_name = _name_of(row["ce_arn"] or "")
+            self._attempts[row["id"]] = asyncio.create_task(
+                self._supervise(row, queue_names.get(row["queue_arn"], _name_of(row["queue_arn"])), ce_name, handle))
+            if row["is_terminated"]:
+                self._terminate_process(row["id"], handle)
+        self.wake()
+
+
+def _task_arn(row: dict[str, Any], attempt: int) -> str:
+    prefix = row["queue_arn"].split(":batch:", 1)[0]
+    region_account = row["queue_arn"].split(":batch:", 1)[1].split(":job-queue/", 1)[0]
+    return f"{prefix}:ecs:{region_account}:task/batchd/{row['id'].replace(':', '-')}-{attempt}"

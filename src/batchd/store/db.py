@@ -50,6 +50,9 @@ class Database:
     @contextlib.contextmanager
     def tx(self) -> Iterator[Connection]:
         """A write transaction; commits on exit, rolls back on error."""
+        if self.conn.in_transaction():
+            # Reads outside tx() autobegin a transaction; end it so this one starts fresh.
+            self.conn.commit()
         with self.conn.begin():
             yield self.conn
 

@@ -1,0 +1,121 @@
+"""State changes that ripple: cancelling, failing, and what a finished job does to the jobs that wait on it.
+
+Each function runs inside the caller's transaction and touches only the database; the scheduler does the
+process work (starting, terminating) that follows from what these return.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from batchd.domain.jobs import (
+    FAILED,
+    PENDING,
+    REASON_ARRAY_CHILD,
+    REASON_DEPENDENCY,
+    RUNNABLE,
+    STARTING,
+    SUBMITTED,
+    SUCCEEDED,
+    TERMINAL,
+)
+from batchd.store import jobs as store
+
+
+def fail(conn: Connection, row: dict[str, Any], reason: str, now: int, **extra: Any) -> dict[str, Any]:
+    """Move a job that never started (or is an array parent) to FAILED, then ripple."""
+    store.save(conn, row, {"status": FAILED, "status_reason": reason, "stopped_at": now, **extra}, now)
+    finished(conn, row, now)
+    return row
+
+
+def cancel(conn: Connection, row: dict[str, Any], reason: str, now: int) -> bool:
+    """CancelJob's rules (the seed) for one job. Returns True when the scheduler should look again.
+
+    SUBMITTED, or PENDING with nothing to wait for: FAILED now. PENDING with unfinished dependencies: marked,
+    FAILED once they are all done. RUNNABLE: marked, FAILED when it reaches the head of its queue (the
+    scheduler does that). An array parent: every child is cancelled by its own rule; the parent fails when the
+    last child is done. STARTING, RUNNING and finished jobs are left alone.
+    """
+    status = row["status"]
+    if status in TERMINAL or status in (STARTING, "RUNNING") or row["is_cancelled"]:
+        return False
+    if row["array_size"] is not None and row["parent_id"] is None:
+        return _cancel_array_parent(conn, row, reason, now)
+    if status == SUBMITTED or (status == PENDING and row["pending_deps"] == 0):
+        fail(conn, row, reason, now, is_cancelled=True)
+        return True
+    store.save(conn, row, {"is_cancelled": True, "status_reason": reason, "cancel_reason": reason}, now)
+    return status == RUNNABLE
+
+
+def _cancel_array_parent(conn: Connection, row: dict[str, Any], reason: str, now: int) -> bool:
+    store.save(conn, row, {"is_cancelled": True, "status_reason": reason, "cancel_reason": reason}, now)
+    kids = store.children(conn, row["id"])
+    if not kids:
+        # No children yet: nothing has run. Waiting on dependencies (R3), it fails once they are done.
+        if row["pending_deps"] == 0:
+            fail(conn, row, reason, now)
+        return True
+    for kid in kids:
+        cancel(conn, kid, reason, now)
+    refresh_parent(conn, row["id"], now)
+    return True
+
+
+def finished(conn: Connection, row: dict[str, Any], now: int) -> None:
+    """A job reached SUCCEEDED or FAILED: release its dependents and update its array parent."""
+    todo: deque[dict[str, Any]] = deque([row])
+    while todo:
+        done = todo.popleft()
+        for dep in store.dependents(conn, done["id"]):
+            dep.pop("dep_type", None)
+            if dep["status"] in TERMINAL:
+                continue
+            left = max(0, dep["pending_deps"] - 1)
+            if done["status"] == FAILED and not dep["is_cancelled"]:
+                # A failed dependency fails the dependent at once, and that cascades down the chain.
+                store.save(conn, dep, {"pending_deps": left, "status": FAILED, "status_reason": REASON_DEPENDENCY,
+                                       "stopped_at": now}, now)
+                todo.append(dep)
+                continue
+            changes: dict[str, Any] = {"pending_deps": left}
+            if left == 0 and dep["status"] == PENDING:
+                if dep["is_cancelled"]:
+                    changes.update(status=FAILED, status_reason=dep["cancel_reason"], stopped_at=now)
+                elif dep["array_size"] is None or dep["parent_id"] is not None:
+                    changes.update(status=RUNNABLE, runnable_at=now)
+                # An array parent whose dependencies are met gets its children from the scheduler.
+            store.save(conn, dep, changes, now)
+            if changes.get("status") == FAILED:
+                todo.append(dep)
+        if done.get("parent_id"):
+            parent = refresh_parent(conn, done["parent_id"], now)
+            if parent is not None and parent["status"] in TERMINAL:
+                todo.append(parent)
+
+
+def refresh_parent(conn: Connection, parent_id: str, now: int) -> dict[str, Any] | None:
+    """Recount an array parent's children; finish the parent when every child is done."""
+    parent = store.get(conn, parent_id)
+    if parent is None or parent["status"] in TERMINAL:
+        return parent
+    counts = store.child_status_counts(conn, parent_id)
+    summary = {s: counts.get(s, 0) for s in ("SUBMITTED", PENDING, RUNNABLE, STARTING, "RUNNING", SUCCEEDED, FAILED)}
+    runtime = {**parent["runtime"], "statusSummary": summary, "statusSummaryLastUpdatedAt": now}
+    changes: dict[str, Any] = {"runtime": runtime}
+    total = sum(counts.values())
+    # A cancelled parent creates no more children: it is done when the ones it has are.
+    expected = total if parent["is_cancelled"] else parent["array_size"]
+    if total and total == expected and summary[SUCCEEDED] + summary[FAILED] == total:
+        if parent["is_cancelled"]:
+            changes.update(status=FAILED, status_reason=parent["cancel_reason"], stopped_at=now)
+        elif summary[FAILED]:
+            changes.update(status=FAILED, status_reason=REASON_ARRAY_CHILD, stopped_at=now)
+        else:
+            changes.update(status=SUCCEEDED, status_reason=None, stopped_at=now)
+    store.save(conn, parent, changes, now)
+    return parent

@@ -1,0 +1,213 @@
+"""Named queries over jobs, their dependencies and the activity log.
+
+Every state change goes through `set_state`, which also appends the "Batch Job State Change" event in the same
+transaction, so the activity log and the job can never disagree.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from batchd.domain.jobs import render_detail
+from batchd.store.schema import events, job_deps, jobs
+
+_COLS = [c.name for c in jobs.columns]
+
+_by_id = select(jobs).where(jobs.c.id == bindparam("b_id"))
+_insert_job = insert(jobs)
+_insert_event = insert(events)
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return dict(r._mapping)
+
+
+def get(conn: Connection, job_id: str) -> dict[str, Any] | None:
+    r = conn.execute(_by_id, {"b_id": job_id}).first()
+    return _row(r) if r else None
+
+
+def get_many(conn: Connection, account: str, region: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    rows = conn.execute(
+        select(jobs).where(jobs.c.id.in_(list(ids)), jobs.c.account == account, jobs.c.region == region)
+    ).all()
+    by_id = {r.id: _row(r) for r in rows}
+    return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+
+
+def insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(_insert_job, rows)
+
+
+def insert_deps(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(job_deps), rows)
+
+
+def record_event(conn: Connection, row: dict[str, Any], at: int) -> None:
+    conn.execute(
+        _insert_event,
+        {"account": row["account"], "region": row["region"], "job_id": row["id"], "time": at,
+         "detail": render_detail(row)},
+    )
+
+
+def record_events(conn: Connection, rows: Iterable[dict[str, Any]], at: int) -> None:
+    batch = [
+        {"account": r["account"], "region": r["region"], "job_id": r["id"], "time": at, "detail": render_detail(r)}
+        for r in rows
+    ]
+    if batch:
+        conn.execute(_insert_event, batch)
+
+
+def save(conn: Connection, row: dict[str, Any], changes: dict[str, Any], at: int, event: bool = True) -> dict:
+    """Apply column changes to a job (in the caller's transaction); log an event when the status changed."""
+    old_status = row["status"]
+    row.update(changes)
+    conn.execute(update(jobs).where(jobs.c.id == row["id"]).values(**changes))
+    if event and changes.get("status", old_status) != old_status:
+        record_event(conn, row, at)
+    return row
+
+
+def runnable_in_queue(conn: Connection, queue_arn: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
+    """RUNNABLE jobs of a queue in dispatch (first in, first out) order."""
+    rows = conn.execute(
+        select(jobs)
+        .where(jobs.c.queue_arn == queue_arn, jobs.c.status == "RUNNABLE", jobs.c.seq > after_seq)
+        .order_by(jobs.c.seq)
+        .limit(limit)
+    ).all()
+    return [_row(r) for r in rows]
+
+
+def with_status(conn: Connection, statuses: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
+    q = select(jobs).where(jobs.c.status.in_(list(statuses))).order_by(jobs.c.seq)
+    if limit:
+        q = q.limit(limit)
+    return [_row(r) for r in conn.execute(q).all()]
+
+
+def dependents(conn: Connection, job_id: str) -> list[dict[str, Any]]:
+    """Jobs that wait on job_id, with the dependency type."""
+    rows = conn.execute(
+        select(jobs, job_deps.c.type.label("dep_type"))
+        .join(job_deps, job_deps.c.job_id == jobs.c.id)
+        .where(job_deps.c.depends_on == job_id)
+    ).all()
+    return [_row(r) for r in rows]
+
+
+def dependencies(conn: Connection, job_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(jobs.c.id, jobs.c.status).join(job_deps, job_deps.c.depends_on == jobs.c.id)
+        .where(job_deps.c.job_id == job_id)
+    ).all()
+    return [_row(r) for r in rows]
+
+
+def children(conn: Connection, parent_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(select(jobs).where(jobs.c.parent_id == parent_id).order_by(jobs.c.array_index)).all()
+    return [_row(r) for r in rows]
+
+
+def child_status_counts(conn: Connection, parent_id: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(jobs.c.status, func.count()).where(jobs.c.parent_id == parent_id).group_by(jobs.c.status)
+    ).all()
+    return {status: n for status, n in rows}
+
+
+def set_tags(conn: Connection, row: dict[str, Any], tags: dict[str, str]) -> None:
+    spec = dict(row["spec"])
+    spec["tags"] = tags
+    conn.execute(update(jobs).where(jobs.c.id == row["id"]).values(spec=spec))
+
+
+# --- ListJobs ---------------------------------------------------------------------------------------------
+
+def encode_token(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"jobs:{seq}".encode()).decode()
+
+
+def decode_token(token: str) -> int | None:
+    try:
+        kind, _, seq = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        return int(seq) if kind == "jobs" else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def list_jobs(
+    conn: Connection,
+    account: str,
+    region: str,
+    *,
+    queue_arn: str | None = None,
+    parent_id: str | None = None,
+    statuses: Sequence[str] | None = None,
+    name_like: str | None = None,
+    name_exact: str | None = None,
+    jd_arn: str | None = None,
+    jd_name_like: str | None = None,
+    created_before: int | None = None,
+    created_after: int | None = None,
+    share_id: str | None = None,
+    before_seq: int | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Newest first; `before_seq` continues a page. Array children only when listing by parent."""
+    cond = [jobs.c.account == account, jobs.c.region == region]
+    if queue_arn is not None:
+        cond += [jobs.c.queue_arn == queue_arn, jobs.c.parent_id.is_(None)]
+    if parent_id is not None:
+        cond.append(jobs.c.parent_id == parent_id)
+    if statuses:
+        cond.append(jobs.c.status.in_(list(statuses)))
+    if name_like is not None:
+        cond.append(func.lower(jobs.c.name).like(name_like.lower() + "%"))
+    if name_exact is not None:
+        cond.append(func.lower(jobs.c.name) == name_exact.lower())
+    if jd_arn is not None:
+        cond.append(jobs.c.jd_arn == jd_arn)
+    if jd_name_like is not None:
+        cond.append(jobs.c.jd_arn.like(jd_name_like))
+    if created_before is not None:
+        cond.append(jobs.c.created_at < created_before)
+    if created_after is not None:
+        cond.append(jobs.c.created_at > created_after)
+    if share_id is not None:
+        cond.append(jobs.c.share_id == share_id)
+    if before_seq is not None:
+        cond.append(jobs.c.seq < before_seq)
+    rows = conn.execute(select(jobs).where(and_(*cond)).order_by(jobs.c.seq.desc()).limit(limit)).all()
+    return [_row(r) for r in rows]
+
+
+# --- the activity log -------------------------------------------------------------------------------------
+
+def read_events(
+    conn: Connection, account: str, region: str, after: int, limit: int, job_id: str | None = None
+) -> list[dict[str, Any]]:
+    cond = [events.c.account == account, events.c.region == region, events.c.seq > after]
+    if job_id is not None:
+        cond.append(or_(events.c.job_id == job_id))
+    rows = conn.execute(select(events).where(and_(*cond)).order_by(events.c.seq).limit(limit)).all()
+    return [_row(r) for r in rows]
+
+
+def unfinished_in_queue(conn: Connection, queue_arn: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(jobs).where(jobs.c.queue_arn == queue_arn, jobs.c.status.notin_(["SUCCEEDED", "FAILED"]))
+        .order_by(jobs.c.seq)
+    ).all()
+    return [_row(r) for r in rows]

@@ -1,0 +1,279 @@
+"""The local executor with real processes (no server): exit codes, output, env, terminate, adoption, scale."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from batchd.domain import logstreams
+from batchd.executors.base import AttemptExit, LaunchSpec
+from batchd.executors.local import UNKNOWN_EXIT_REASON, LocalExecutor
+
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+
+
+def spec(command: list[str], env: dict[str, str] | None = None, attempt: int = 1) -> LaunchSpec:
+    job_id = str(uuid.uuid4())
+    return LaunchSpec(
+        job_id=job_id,
+        attempt=attempt,
+        command=command,
+        environment={**BASE_ENV, **(env or {})},
+        log_stream=logstreams.stream_name("jd", job_id, attempt),
+    )
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def group_gone(pgid: int, within: float = 0.0) -> bool:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
+async def start_and_wait(ex: LocalExecutor, s: LaunchSpec) -> tuple[dict, AttemptExit]:
+    handle = await ex.start(s)
+    return handle, await asyncio.wait_for(ex.wait(handle), 20)
+
+
+def output(ex: LocalExecutor, s: LaunchSpec) -> str:
+    return logstreams.output_path(ex.jobs_root, s.job_id, s.attempt).read_text()
+
+
+@pytest.fixture
+def ex(tmp_path: Path) -> LocalExecutor:
+    return LocalExecutor(tmp_path / "jobs")
+
+
+def test_exit_zero_and_output(ex: LocalExecutor) -> None:
+    s = spec(["sh", "-c", "echo one; echo two >&2; echo three"])
+    handle, result = run(start_and_wait(ex, s))
+    assert result == AttemptExit(0)
+    assert output(ex, s) == "one\ntwo\nthree\n"  # stdout and stderr interleaved in order
+    assert handle["executor"] == "local" and handle["pgid"] == handle["pid"]
+    assert Path(handle["dir"]) == logstreams.attempt_dir(ex.jobs_root, s.job_id, 1)
+
+
+def test_exit_code_three(ex: LocalExecutor) -> None:
+    s = spec(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    _, result = run(start_and_wait(ex, s))
+    assert result.exit_code == 3 and result.reason is None
+    assert output(ex, s) == "out\nerr\n"
+
+
+def test_environment_is_exactly_the_spec_and_cwd_is_attempt_dir(ex: LocalExecutor) -> None:
+    s = spec(["sh", "-c", 'env | sort; echo "cwd=$(pwd -P)"'], env={"FOO": "bar baz", "AWS_BATCH_JOB_ATTEMPT": "1"})
+    handle, result = run(start_and_wait(ex, s))
+    assert result.exit_code == 0
+    lines = output(ex, s).splitlines()
+    env_lines = sorted(line for line in lines if not line.startswith("cwd="))
+    # The command's `sh` sets PWD itself; everything else is exactly what the scheduler passed.
+    assert [x for x in env_lines if not x.startswith("PWD=")] == sorted(
+        ["AWS_BATCH_JOB_ATTEMPT=1", "FOO=bar baz", f"PATH={BASE_ENV['PATH']}"]
+    )
+    assert f"cwd={Path(handle['dir']).resolve()}" in lines
+
+
+def test_environment_not_inherited_from_batchd(ex: LocalExecutor) -> None:
+    s = spec(["/usr/bin/env"], env={"ONLY": "1"})
+    _, result = run(start_and_wait(ex, s))
+    assert result.exit_code == 0
+    assert sorted(output(ex, s).splitlines()) == sorted([f"PATH={BASE_ENV['PATH']}", "ONLY=1"])
+
+
+def test_command_not_found_and_not_executable(ex: LocalExecutor, tmp_path: Path) -> None:
+    s = spec(["no-such-command-xyz", "arg"])
+    _, result = run(start_and_wait(ex, s))
+    assert result.exit_code == 127
+    assert "not found" in output(ex, s)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    s2 = spec([str(plain)])
+    _, result2 = run(start_and_wait(ex, s2))
+    assert result2.exit_code == 126
+
+
+def test_terminate_ignoring_sigterm_is_killed_137(ex: LocalExecutor) -> None:
+    s = spec(["sh", "-c", "trap '' TERM; sleep 300"])
+
+    async def scenario() -> tuple[dict, AttemptExit, float]:
+        handle = await ex.start(s)
+        await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        await ex.terminate(handle, 1.0)
+        elapsed = time.monotonic() - t0
+        return handle, await asyncio.wait_for(ex.wait(handle), 5), elapsed
+
+    handle, result, elapsed = run(scenario())
+    assert result.exit_code == 137
+    assert 0.9 <= elapsed < 3.0
+    assert group_gone(handle["pgid"])
+    assert not ex.is_alive(handle)
+    # Recorded for a restarted server as well.
+    assert (Path(handle["dir"]) / "exit_code").read_text().strip() == "137"
+
+
+def test_terminate_cooperative_is_143(ex: LocalExecutor) -> None:
+    s = spec(["sleep", "300"])
+
+    async def scenario() -> tuple[dict, AttemptExit, float]:
+        handle = await ex.start(s)
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        await ex.terminate(handle, 5.0)
+        return handle, await ex.wait(handle), time.monotonic() - t0
+
+    handle, result, elapsed = run(scenario())
+    assert result.exit_code == 143
+    assert elapsed < 1.0  # no waiting for the grace when the job stops on SIGTERM
+    assert group_gone(handle["pgid"])
+    assert "Terminated" not in output(ex, s)  # the wrapper's own job-status noise stays out of the log
+
+
+def test_terminate_kills_background_grandchild(ex: LocalExecutor, tmp_path: Path) -> None:
+    pidfile = tmp_path / "bg.pid"
+    s = spec(["sh", "-c", f"trap '' TERM; sh -c 'trap \"\" TERM; sleep 301' & echo $! > {pidfile}; wait"])
+
+    async def scenario() -> tuple[dict, AttemptExit]:
+        handle = await ex.start(s)
+        for _ in range(100):
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            await asyncio.sleep(0.02)
+        await ex.terminate(handle, 0.5)
+        return handle, await ex.wait(handle)
+
+    handle, result = run(scenario())
+    assert result.exit_code == 137
+    grandchild = int(pidfile.read_text())
+    time.sleep(0.05)
+    assert not Path(f"/proc/{grandchild}").exists() or "Z" in Path(f"/proc/{grandchild}/stat").read_text()
+    assert group_gone(handle["pgid"])
+
+
+def test_leftover_background_process_killed_when_main_exits(ex: LocalExecutor, tmp_path: Path) -> None:
+    # Like a container whose PID 1 exited: stragglers do not outlive the job.
+    pidfile = tmp_path / "bg.pid"
+    s = spec(["sh", "-c", f"sleep 302 & echo $! > {pidfile}; exit 0"])
+    handle, result = run(start_and_wait(ex, s))
+    assert result.exit_code == 0
+    # Killed right away; reaping the killed straggler is up to init, hence the short wait.
+    assert group_gone(handle["pgid"], within=2.0)
+
+
+def test_adopt_after_restart_gets_exit_code(tmp_path: Path) -> None:
+    root = tmp_path / "jobs"
+    s = spec(["sh", "-c", "sleep 0.5; exit 5"])
+
+    async def first() -> dict:
+        return await LocalExecutor(root).start(s)  # this "server" then goes away without waiting
+
+    handle = run(first())
+    restarted = LocalExecutor(root)
+    assert restarted.is_alive(handle)
+
+    async def second() -> AttemptExit:
+        return await asyncio.wait_for(restarted.wait(handle), 10)
+
+    assert run(second()) == AttemptExit(5)
+    assert (Path(handle["dir"]) / "exit_code").read_text().strip() == "5"
+    # Waiting again on an attempt that already ended gives the same answer immediately.
+    assert run(LocalExecutor(root).wait(handle)) == AttemptExit(5)
+
+
+def test_adopted_attempt_can_be_terminated(tmp_path: Path) -> None:
+    root = tmp_path / "jobs"
+    s = spec(["sh", "-c", "trap '' TERM; sleep 300"])
+    handle = run(LocalExecutor(root).start(s))
+    restarted = LocalExecutor(root)
+
+    async def scenario() -> AttemptExit:
+        await restarted.terminate(handle, 0.3)
+        return await restarted.wait(handle)
+
+    assert run(scenario()).exit_code == 137
+    assert group_gone(handle["pgid"])
+
+
+def test_unknown_exit_when_not_recorded(tmp_path: Path) -> None:
+    root = tmp_path / "jobs"
+    s = spec(["true"])
+    ex = LocalExecutor(root)
+    handle, result = run(start_and_wait(ex, s))
+    assert result.exit_code == 0
+    (Path(handle["dir"]) / "exit_code").unlink()  # as if the wrapper had been SIGKILLed while batchd was down
+    late = run(LocalExecutor(root).wait(handle))
+    assert late.exit_code is None and late.reason == UNKNOWN_EXIT_REASON
+
+
+def test_is_alive_dead_pid_and_reused_pid(ex: LocalExecutor) -> None:
+    async def scenario() -> dict:
+        handle = await ex.start(spec(["sleep", "30"]))
+        assert ex.is_alive(handle)
+        # Same pid, different start time: the pid was reused by another process.
+        assert not ex.is_alive({**handle, "startTime": handle["startTime"] + 1})
+        assert not ex.is_alive({**handle, "bootId": "another-boot"})
+        await ex.terminate(handle, 1)
+        await ex.wait(handle)
+        return handle
+
+    handle = run(scenario())
+    assert not ex.is_alive(handle)
+    assert not ex.is_alive({**handle, "pid": 2**22 + 12345, "pgid": 2**22 + 12345})
+
+
+def test_wait_for_reused_pid_does_not_wait_for_the_stranger(ex: LocalExecutor) -> None:
+    # The handle's pid now belongs to another process (here: our own pid): wait must not block on it.
+    async def scenario() -> AttemptExit:
+        s = spec(["true"])
+        handle = await ex.start(s)
+        await ex.wait(handle)
+        fake = {**handle, "pid": os.getpid(), "pgid": os.getpid(), "startTime": 1}
+        return await asyncio.wait_for(LocalExecutor(ex.jobs_root).wait(fake), 2)
+
+    assert run(scenario()).exit_code == 0  # the exit_code file of that attempt dir
+
+
+def test_200_concurrent_trivial_jobs(ex: LocalExecutor) -> None:
+    async def scenario() -> tuple[list[AttemptExit], float]:
+        t0 = time.monotonic()
+        handles = await asyncio.gather(*(ex.start(spec(["true"])) for _ in range(200)))
+        results = await asyncio.gather(*(ex.wait(h) for h in handles))
+        return results, time.monotonic() - t0
+
+    results, elapsed = run(scenario())
+    assert all(r.exit_code == 0 for r in results)
+    print(f"200 concurrent `true` jobs: {elapsed:.3f}s")
+    assert elapsed < 5.0  # typically ~0.3-0.6 s on 2 cores; generous for a loaded CI machine
+
+
+def test_terminate_already_finished_is_noop(ex: LocalExecutor) -> None:
+    async def scenario() -> AttemptExit:
+        handle = await ex.start(spec(["sh", "-c", "exit 2"]))
+        await ex.wait(handle)
+        await ex.terminate(handle, 1)
+        return await ex.wait(handle)
+
+    assert run(scenario()).exit_code == 2
+
+
+def test_start_errors(ex: LocalExecutor) -> None:
+    from batchd.executors.base import ExecutorStartError
+
+    with pytest.raises(ExecutorStartError):
+        run(ex.start(spec([])))
+    with pytest.raises(ExecutorStartError):
+        run(ex.start(spec(["true"], env={"BAD\0NAME": "x"})))

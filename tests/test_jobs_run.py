@@ -1,0 +1,130 @@
+"""Jobs that really run: lifecycle, exit codes, logs, capacity, priority, terminate, env, restart."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from jobkit import describe, log_lines, make_ce, make_queue, register, setup, submit, wait_status
+
+from conftest import wait_for
+
+
+def test_failed_job_exit_code_and_log(server, batch):
+    queue, jd = setup(batch, ["sh", "-c", "echo hello; exit 3"])
+    job_id = submit(batch, queue, jd)
+    job = wait_status(batch, job_id, ("SUCCEEDED", "FAILED"))
+    assert job["status"] == "FAILED"
+    assert job["container"]["exitCode"] == 3
+    assert job["statusReason"] == "Essential container in task exited"
+    assert job["createdAt"] <= job["startedAt"] <= job["stoppedAt"]
+    assert len(job["attempts"]) == 1 and job["attempts"][0]["container"]["exitCode"] == 3
+    assert job["jobQueue"] == queue and job["jobDefinition"] == jd
+    assert "hello" in log_lines(server, job)
+    out = server.aws("logs", "get-log-events", "--log-group-name", "/aws/batch/job",
+                     "--log-stream-name", job["container"]["logStreamName"], "--start-from-head")
+    assert [e["message"] for e in out["events"]] == ["hello"]
+
+
+def test_succeeded_job_and_lifecycle_states(batch):
+    queue, jd = setup(batch, ["true"])
+    job_id = submit(batch, queue, jd)
+    job = wait_status(batch, job_id, ("SUCCEEDED", "FAILED"))
+    assert job["status"] == "SUCCEEDED" and job["container"]["exitCode"] == 0
+    assert "isCancelled" not in job and "isTerminated" not in job
+
+
+def test_capacity_two_run_one_waits(batch):
+    queue, jd = setup(batch, ["sleep", "2"], vcpus=2)
+    ids = [submit(batch, queue, jd) for _ in range(3)]
+    wait_for(lambda: sum(describe(batch, i)["status"] == "RUNNING" for i in ids) == 2, message="two RUNNING")
+    states = sorted(describe(batch, i)["status"] for i in ids)
+    assert states == ["RUNNABLE", "RUNNING", "RUNNING"]
+    third = ids[2]
+    assert describe(batch, third)["status"] == "RUNNABLE"  # FIFO: the last submitted waits
+    job = wait_status(batch, third, ("RUNNING", "SUCCEEDED"), timeout=20)
+    assert job["status"] in ("RUNNING", "SUCCEEDED")
+    first = describe(batch, ids[0])
+    assert first["status"] == "SUCCEEDED" and job.get("startedAt", 0) >= first["stoppedAt"]
+
+
+def test_higher_priority_queue_first(batch):
+    ce = make_ce(batch, vcpus=1)
+    low = make_queue(batch, [ce], priority=1)
+    high = make_queue(batch, [ce], priority=10)
+    blocker_jd = register(batch, ["sleep", "1"])
+    jd = register(batch, ["true"])
+    blocker = submit(batch, low, blocker_jd)
+    wait_status(batch, blocker, "RUNNING")
+    low_job = submit(batch, low, jd)
+    high_job = submit(batch, high, jd)
+    hi = wait_status(batch, high_job, "SUCCEEDED", timeout=20)
+    lo = wait_status(batch, low_job, "SUCCEEDED", timeout=20)
+    assert hi["startedAt"] <= lo["startedAt"]
+
+
+def test_terminate_job_that_ignores_sigterm(batch, server):
+    queue, jd = setup(batch, ["sh", "-c", "trap '' TERM; echo started; sleep 60 & wait; sleep 60"])
+    job_id = submit(batch, queue, jd)
+    wait_status(batch, job_id, "RUNNING")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    batch.terminate_job(jobId=job_id, reason="operator said stop")
+    job = wait_status(batch, job_id, "FAILED", timeout=20)
+    took = time.monotonic() - t0
+    assert took >= 1.5  # the server's grace period in tests is 2 s: SIGKILL came after it
+    assert job["statusReason"] == "operator said stop"
+    assert job["isTerminated"] is True
+    assert job["container"]["exitCode"] == 137
+    # A finished job stays finished.
+    batch.terminate_job(jobId=job_id, reason="again")
+    assert describe(batch, job_id)["statusReason"] == "operator said stop"
+
+
+def test_environment_and_ref_substitution(server, batch):
+    queue, jd = setup(
+        batch,
+        ["sh", "-c", 'echo "in=Ref::inputfile codec=Ref::codec env=$GREETING job=$AWS_BATCH_JOB_ID '
+                     'q=$AWS_BATCH_JQ_NAME attempt=$AWS_BATCH_JOB_ATTEMPT ce=$AWS_BATCH_CE_NAME"'],
+        container={"environment": [{"name": "GREETING", "value": "from-definition"}]},
+        parameters={"codec": "mp4", "inputfile": "default.mov"},
+    )
+    job_id = submit(batch, queue, jd, parameters={"inputfile": "movie.mov"},
+                    containerOverrides={"environment": [{"name": "GREETING", "value": "overridden"}]})
+    job = wait_status(batch, job_id, ("SUCCEEDED", "FAILED"))
+    assert job["status"] == "SUCCEEDED"
+    line = log_lines(server, job)[0]
+    qname = queue.rsplit("/", 1)[1]
+    assert f"in=movie.mov codec=mp4 env=overridden job={job_id} q={qname} attempt=1 ce=ce-" in line
+
+
+def test_command_override_and_unknown_definition(batch):
+    queue, jd = setup(batch, ["false"])
+    job_id = submit(batch, queue, jd, containerOverrides={"command": ["sh", "-c", "exit 0"]})
+    assert wait_status(batch, job_id, ("SUCCEEDED", "FAILED"))["status"] == "SUCCEEDED"
+    with pytest.raises(batch.exceptions.ClientException, match="does not exist or is not in ACTIVE"):
+        submit(batch, queue, "no-such-definition")
+    with pytest.raises(batch.exceptions.ClientException, match="not found"):
+        submit(batch, "no-such-queue", jd)
+
+
+def test_disabled_queue_refuses_new_jobs(batch):
+    queue, jd = setup(batch, ["true"])
+    batch.update_job_queue(jobQueue=queue, state="DISABLED")
+    with pytest.raises(batch.exceptions.ClientException, match="DISABLED"):
+        submit(batch, queue, jd)
+
+
+def test_restart_while_job_runs(make_server):
+    srv = make_server()
+    batch = srv.client()
+    queue, jd = setup(batch, ["sh", "-c", "echo before; sleep 2; echo after; exit 4"])
+    job_id = submit(batch, queue, jd)
+    wait_status(batch, job_id, "RUNNING")
+    srv.restart()
+    batch = srv.client()
+    assert describe(batch, job_id)["status"] in ("RUNNING", "FAILED")
+    job = wait_status(batch, job_id, "FAILED", timeout=20)
+    assert job["container"]["exitCode"] == 4
+    assert len(job["attempts"]) == 1
+    assert log_lines(srv, job) == ["before", "after"]
