@@ -75,7 +75,9 @@ def test_exit_code_three(ex: LocalExecutor) -> None:
 
 
 def test_environment_is_exactly_the_spec_and_cwd_is_attempt_dir(ex: LocalExecutor) -> None:
-    s = spec(["sh", "-c", 'env | sort; echo "cwd=$(pwd -P)"'], env={"FOO": "bar baz", "AWS_BATCH_JOB_ATTEMPT": "1"})
+    s = spec(
+        ["sh", "-c", 'env | sort; echo "cwd=$(pwd -P)"'], env={"FOO": "bar baz", "AWS_BATCH_JOB_ATTEMPT": "1"}
+    )
     handle, result = run(start_and_wait(ex, s))
     assert result.exit_code == 0
     lines = output(ex, s).splitlines()

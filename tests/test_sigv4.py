@@ -163,6 +163,13 @@ def test_header_whitespace_is_trimmed_and_collapsed() -> None:
     assert signed.verify(headers={**signed.headers, "x-custom": "  a b    c "}) == ("AKIDALPHA", "us-east-1")
 
 
+def test_non_ascii_header_value_as_received_from_asgi() -> None:
+    signed = sign(headers={"X-Custom": "caf\u00e9  au lait \u00e0 la carte"})
+    # the server sees the UTF-8 bytes decoded as latin-1 (0xA0 of 'à' must not be taken for whitespace)
+    wire = {k: v.encode("utf-8").decode("latin-1") for k, v in signed.headers.items()}
+    assert signed.verify(headers=wire) == ("AKIDALPHA", "us-east-1")
+
+
 def test_repeated_header_values_joined_with_comma() -> None:
     # botocore signs a repeated header as its trimmed values joined with ','
     signed = sign(headers={"X-Custom": "v1,v2"})

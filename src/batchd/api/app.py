@@ -17,6 +17,7 @@ from batchd.api import model
 from batchd.api.auth import Authenticator
 from batchd.api.errors import ApiError, ClientException, NotImplementedOperation, ServerException
 from batchd.api.registry import HANDLERS, RequestContext
+from batchd.api.sigv4 import headers_from_asgi
 from batchd.api.validate import BODY_LIMITS, validate_request
 
 log = logging.getLogger("batchd.api")
@@ -90,7 +91,7 @@ class BatchdASGI:
         method = scope["method"]
         raw_path = scope.get("raw_path") or scope["path"].encode()
         raw_path_s = raw_path.decode("latin-1")
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = headers_from_asgi(scope["headers"])
         if method == "GET" and raw_path_s in ("/health", "/health/"):
             return Response(200, b'{"status":"ok"}', [(b"content-type", _JSON)])
 
@@ -99,6 +100,8 @@ class BatchdASGI:
         if target.startswith(LOGS_TARGET_PREFIX) and method == "POST":
             return await self._logs(scope, raw_path_s, headers, body, target, request_id)
 
+        # With credentials configured, nobody unauthenticated learns anything, not even which paths exist.
+        caller = None if self.auth.dev_mode else self.auth.authenticate(method, raw_path_s, _qs(scope), headers, body)
         route, label, other_method = model.match(method, raw_path_s)
         if route is None:
             if other_method:
@@ -106,12 +109,12 @@ class BatchdASGI:
             if raw_path_s.startswith("/batchd/"):
                 from batchd.handlers.extras import handle_extra
 
-                caller = self.auth.authenticate(method, raw_path_s, _qs(scope), headers, body)
+                caller = caller or self.auth.authenticate(method, raw_path_s, _qs(scope), headers, body)
                 ctx = RequestContext(caller.account, caller.region, request_id, self.service, caller.access_key_id)
                 result = await handle_extra(ctx, method, raw_path_s, model.query_params(scope.get("query_string", b"")))
                 return Response(200, orjson.dumps(result), [(b"content-type", _JSON)])
             raise ClientException(f"Unknown path {raw_path_s}: no AWS Batch operation is served at {method} {raw_path_s}")
-        caller = self.auth.authenticate(method, raw_path_s, _qs(scope), headers, body)
+        caller = caller or self.auth.authenticate(method, raw_path_s, _qs(scope), headers, body)
         limit = BODY_LIMITS.get(route.name)
         if limit is not None and len(body) > limit:
             raise ClientException(

@@ -1,8 +1,9 @@
 """AWS Signature Version 4 verification, server side, with the standard library only.
 
 `verify_sigv4` recomputes the signature of a request exactly as botocore's `SigV4Auth` computes it and
-compares it in constant time. It is on every request's path, so it avoids datetime parsing, regexes and
-botocore objects; the derived signing key, the canonical URI and the canonical query are cached.
+compares it in constant time. It is on every request's path, so it avoids strptime and botocore objects,
+parses the usual Authorization header with one regex, and caches the derived signing key (as ready HMAC
+states), the canonical URI and query, the SignedHeaders list and the parsed X-Amz-Date.
 
 Rules (see docs/authentication.md):
 
@@ -24,7 +25,8 @@ Rules (see docs/authentication.md):
 * Header values are trimmed and inner whitespace runs collapsed; repeated headers must reach us joined
   with ',' (use `headers_from_asgi`).
 
-Nothing secret is logged: failures are logged with the code, the access key id and the scope only.
+Nothing secret is logged: a refused request is logged (INFO, logger `batchd.auth`) with its method, path,
+access key id, error code and message; never the secret, the signature or a session token.
 """
 
 from __future__ import annotations
@@ -58,9 +60,10 @@ MSG_MISMATCH = (
     "Secret Access Key and signing method. Consult the service documentation for details."
 )
 
-_HEX = frozenset("0123456789abcdef")
+_CACHE_MAX_LEN = 512
 _DIGITS = frozenset("0123456789")
 # The Authorization header as botocore and the other SDKs write it. Anything else goes to the general parser.
+_KEY_RE = re.compile(r"Credential=([A-Za-z0-9]+)")
 _AUTH_RE = re.compile(
     r"AWS4-HMAC-SHA256 Credential=([^/,\s]+)/([^/,\s]+)/([^/,\s]+)/([^/,\s]+)/aws4_request, ?"
     r"SignedHeaders=([^,\s]+), ?Signature=([0-9a-f]{64})\Z"
@@ -92,7 +95,10 @@ def verify_sigv4(
     try:
         return _verify(method, raw_path, raw_query, headers, body, lookup_secret, now)
     except AuthError as exc:
-        log.info("request refused: %s: %s", exc.code, exc.message)
+        # The access key id is not a secret; the signature, the secret and the session token are never logged.
+        m = _KEY_RE.search(headers.get("authorization", "") or raw_query)
+        key = m.group(1)[:32] if m else "-"
+        log.info("%s %s refused: key %s: %s: %s", method, raw_path[:128], key, exc.code, exc.message)
         raise
 
 
@@ -174,6 +180,8 @@ def _verify(
         value = headers.get(name)
         if value is None:
             raise _incomplete(f"The header '{name}' is listed in SignedHeaders but is not in the request.")
+        if not value.isascii():
+            value = _wire_text(value)
         canonical_headers.append(f"{name}:{' '.join(value.split())}\n")
 
     payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
@@ -323,8 +331,22 @@ def _fmt(epoch: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch))
 
 
-@lru_cache(maxsize=4096)
 def _canonical_uri(raw_path: str) -> str:
+    # Cache the common short paths; never let long, client-chosen strings fill the cache.
+    return (
+        _canonical_uri_cached(raw_path) if len(raw_path) <= _CACHE_MAX_LEN else _make_canonical_uri(raw_path)
+    )
+
+
+def _canonical_query(raw_query: str) -> str:
+    return (
+        _canonical_query_cached(raw_query)
+        if len(raw_query) <= _CACHE_MAX_LEN
+        else _make_canonical_query(raw_query)
+    )
+
+
+def _make_canonical_uri(raw_path: str) -> str:
     path = raw_path.partition("?")[0]
     if not path:
         return "/"
@@ -346,8 +368,7 @@ def _canonical_uri(raw_path: str) -> str:
     return quote(raw, safe="/~")
 
 
-@lru_cache(maxsize=4096)
-def _canonical_query(raw_query: str) -> str:
+def _make_canonical_query(raw_query: str) -> str:
     if not raw_query:
         return ""
     pairs = []
@@ -358,6 +379,20 @@ def _canonical_query(raw_query: str) -> str:
         pairs.append((_rfc3986(k), _rfc3986(v)))
     pairs.sort()
     return "&".join(f"{k}={v}" for k, v in pairs)
+
+
+_canonical_uri_cached = lru_cache(maxsize=2048)(_make_canonical_uri)
+_canonical_query_cached = lru_cache(maxsize=2048)(_make_canonical_query)
+
+
+def _wire_text(value: str) -> str:
+    """A header value decoded as latin-1 (as ASGI servers hand them over) back to the text the client
+    signed: SDKs sign str values, sent as UTF-8, and trim them with str.split(), for which a latin-1 decoded
+    UTF-8 byte such as 0xA0 would wrongly be whitespace."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def _rfc3986(text: str) -> str:

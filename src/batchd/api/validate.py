@@ -93,6 +93,43 @@ class Limit:
     # Where the limit comes from, for docs/api-validation.md.
     source: str = ""
 
+    def describe(self) -> str:
+        """One line for the limits table in docs/api-validation.md."""
+        parts: list[str] = []
+        if self.min_len is not None or self.max_len is not None:
+            parts.append(f"length {_span(self.min_len, self.max_len)}")
+        if self.min_value is not None or self.max_value is not None:
+            parts.append(f"value {_span(self.min_value, self.max_value)}")
+        if self.pattern:
+            parts.append(f"must {self.pattern_text} (`{self.pattern}`)")
+        if self.forbid_prefix:
+            parts.append(
+                f"must not start with `{self.forbid_prefix}`" + (" (any case)" if self.prefix_ci else "")
+            )
+        if self.enum_ci:
+            parts.append("enum compared case-insensitively")
+        if self.arn:
+            parts.append("must be an AWS Batch resource ARN")
+        return "; ".join(parts)
+
+
+def _span(lo: float | Setting | None, hi: float | None) -> str:
+    low = f"setting `{lo.name}`" if isinstance(lo, Setting) else lo
+    if lo is None:
+        return f"≤ {hi}"
+    if hi is None:
+        return f"≥ {low}"
+    return f"{low}–{hi}"
+
+
+def limits_table_markdown() -> str:
+    """The LIMITS table as the markdown rows docs/api-validation.md carries (a test keeps the two in sync)."""
+    rows = ["| applies to | member path | constraint | source |", "|---|---|---|---|"]
+    for (scope, path), limit in LIMITS.items():
+        text = limit.describe().replace("|", "\\|")  # a `|` inside a regex would split the cell
+        rows.append(f"| `{scope}` | `{path or '(the shape itself)'}` | {text} | {limit.source} |")
+    return "\n".join(rows) + "\n"
+
 
 _NAME = Limit(
     min_len=1,
@@ -113,7 +150,9 @@ _PRIORITY_9999 = Limit(min_value=0, max_value=9999, source="model doc")
 _PAGE_100 = Limit(min_value=1, max_value=100, source="model doc")
 _LIST_100 = Limit(max_len=100, source="model doc")
 _BULK_50 = Limit(min_len=1, max_len=50, source="model doc")
-_ENV_NAME = Limit(forbid_prefix="AWS_BATCH", source="model doc: Environment variables cannot start with AWS_BATCH")
+_ENV_NAME = Limit(
+    forbid_prefix="AWS_BATCH", source="model doc: Environment variables cannot start with AWS_BATCH"
+)
 _GLOB_TEXT = Limit(
     max_len=512,
     pattern=r"[A-Za-z0-9.: \t]*\*?",
@@ -172,8 +211,12 @@ LIMITS: dict[tuple[str, str], Limit] = {
     ("EksContainer", "env[].name"): _ENV_NAME,
     ("EksContainerOverride", "env[].name"): _ENV_NAME,
     # Job queues.
-    ("CreateJobQueue", "priority"): Limit(min_value=0, max_value=1000, source="API reference"),
-    ("UpdateJobQueue", "priority"): Limit(min_value=0, max_value=1000, source="API reference"),
+    ("CreateJobQueue", "priority"): Limit(
+        min_value=0, max_value=1000, source="AWS docs (CreateJobQueue priority)"
+    ),
+    ("UpdateJobQueue", "priority"): Limit(
+        min_value=0, max_value=1000, source="AWS docs (CreateJobQueue priority)"
+    ),
     ("CreateJobQueue", "computeEnvironmentOrder"): Limit(max_len=3, source="model doc, service quotas"),
     ("UpdateJobQueue", "computeEnvironmentOrder"): Limit(max_len=3, source="model doc, service quotas"),
     ("JobStateTimeLimitAction", "maxTimeSeconds"): Limit(
@@ -252,27 +295,61 @@ def _valid_arn(text: str) -> bool:
 
 # --------------------------------------------------------------------------------------------------------------
 # Errors
+#
+# A generated validator raises `_Invalid(spec_id, value, *slots)`: the spec (per operation) holds the constraint
+# text and a path template whose `{}` slots are list indexes / map keys. Keeping message building out of the
+# generated code keeps that code small (it compiles faster) and puts all wording in one place.
+
+Constraint = str | Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class _Spec:
+    constraint: Constraint
+    template: str
+    subject: str
 
 
 class _Invalid(Exception):
-    """Raised by the generated validators with the full path already built (only on failure)."""
+    __slots__ = ("spec", "value", "slots", "outer")
 
-    __slots__ = ("value", "constraint", "path", "subject")
-
-    def __init__(self, value: Any, constraint: str, path: str, subject: str = "Member") -> None:
+    def __init__(self, spec: int, value: Any, *slots: Any) -> None:
+        self.spec = spec
         self.value = value
-        self.constraint = constraint
-        self.path = path
-        self.subject = subject
+        self.slots = slots
+        # (prefix spec, *slots) added by each shared-shape call site on the way out, innermost first.
+        self.outer: list[tuple[Any, ...]] = []
 
 
-_JSON_TYPE = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array", dict: "an object"}
+_JSON_TYPE = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+}
 
 
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     return _JSON_TYPE.get(type(value), type(value).__name__)
+
+
+def _expect(expected: str) -> Constraint:
+    return lambda value: f"be {expected}, not {_json_type(value)}"
+
+
+def _range_text(what: str, lo: float | None, hi: float | None, lo_setting: str | None) -> Constraint:
+    def text(value: Any) -> str:
+        measured = len(value) if what == "length" else value
+        low = _SETTINGS[lo_setting] if lo_setting is not None else lo
+        if low is not None and measured < low:
+            return f"have {what} greater than or equal to {low}"
+        return f"have {what} less than or equal to {hi}"
+
+    return text
 
 
 def _show(value: Any) -> str:
@@ -285,6 +362,8 @@ def _show(value: Any) -> str:
         return f"'{value}'"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     if isinstance(value, list) and len(value) > 5:
         return f"[...{len(value)} items]"
     if isinstance(value, dict) and len(value) > 5:
@@ -296,10 +375,16 @@ def _show(value: Any) -> str:
     return text if len(text) <= 120 else text[:100] + "..."
 
 
-def _message(exc: _Invalid) -> str:
+def _message(specs: list[_Spec], exc: _Invalid) -> str:
+    spec = specs[exc.spec]
+    path = spec.template.format(*exc.slots)
+    for prefix_spec, *slots in exc.outer:
+        prefix = specs[prefix_spec].template.format(*slots)
+        path = f"{prefix}.{path}" if prefix and path else prefix or path
+    constraint = spec.constraint if isinstance(spec.constraint, str) else spec.constraint(exc.value)
     return (
-        f"1 validation error detected: Value {_show(exc.value)} at '{exc.path or 'request body'}' "
-        f"failed to satisfy constraint: {exc.subject} must {exc.constraint}"
+        f"1 validation error detected: Value {_show(exc.value)} at '{path or 'request body'}' "
+        f"failed to satisfy constraint: {spec.subject} must {constraint}"
     )
 
 
@@ -330,8 +415,7 @@ def _blob_ok(value: Any) -> bool:
 # Compiling an input shape into one Python function
 #
 # Why generate source instead of nesting closures: a closure call per JSON node cost ~0.5 µs, so a rich
-# SubmitJob took ~40 µs. One generated function with the checks inlined does the same work in a few µs.
-# Paths are static strings except list indexes and map keys, which are spliced in only when raising.
+# SubmitJob took ~40 µs. One generated function with the checks inlined does the same work several times faster.
 
 Validator = Callable[[Any], None]
 _INT_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
@@ -339,32 +423,23 @@ _MAX_DEPTH = 40  # the Batch model is not recursive; a recursive shape would be 
 
 
 class _Path:
-    """A member path as Python expression pieces: literal text, or variables holding an index / map key."""
+    """A member path: literal text, plus the generated variables that hold list indexes / map keys."""
 
-    __slots__ = ("pieces",)
+    __slots__ = ("template", "slots")
 
-    def __init__(self, pieces: tuple[tuple[str, str], ...] = ()) -> None:
-        self.pieces = pieces
+    def __init__(self, template: str = "", slots: tuple[str, ...] = ()) -> None:
+        self.template = template
+        self.slots = slots
 
     def member(self, name: str) -> _Path:
-        return _Path((*self.pieces, ("lit", "." + name if self.pieces else name)))
+        name = name.replace("{", "{{").replace("}", "}}")
+        return _Path(f"{self.template}.{name}" if self.template else name, self.slots)
 
     def index(self, var: str) -> _Path:
-        return _Path((*self.pieces, ("idx", var)))
+        return _Path(self.template + "[{}]", (*self.slots, var))
 
     def key(self, var: str) -> _Path:
-        return _Path((*self.pieces, ("key", var)))
-
-    def expr(self) -> str:
-        out: list[str] = []
-        for kind, text in self.pieces:
-            if kind == "lit":
-                out.append(repr(text))
-            elif kind == "idx":
-                out.append(f"'[' + str({text}) + ']'")
-            else:
-                out.append(f"'.' + str({text})")
-        return " + ".join(out) or "''"
+        return _Path(self.template + ".{}", (*self.slots, var))
 
 
 class _Codegen:
@@ -372,9 +447,9 @@ class _Codegen:
         self.operation = operation
         self.used = used
         self.lines: list[str] = []
+        self.specs: list[_Spec] = []
         self.env: dict[str, Any] = {
             "_Invalid": _Invalid,
-            "_jt": _json_type,
             "_S": _SETTINGS,
             "_isfinite": math.isfinite,
             "_valid_arn": _valid_arn,
@@ -382,6 +457,14 @@ class _Codegen:
             "_blob_ok": _blob_ok,
         }
         self.counter = 0
+        # Structures that occur more than once (and are not tiny) become one shared function each.
+        self.sizes: dict[str, int] = {}
+        self.occurrences: dict[str, int] = {}
+        self.defs: list[list[str]] = []
+        self.shared: dict[tuple[Any, ...], str] = {}
+        # The LIMITS rows applied while generating the current shared function: its identity.
+        self.applied: list[tuple[Any, ...]] = []
+        self.shared_start = ""
 
     def fresh(self, prefix: str) -> str:
         self.counter += 1
@@ -395,10 +478,11 @@ class _Codegen:
     def emit(self, depth: int, line: str) -> None:
         self.lines.append("    " * depth + line)
 
-    def fail(self, depth: int, var: str, constraint: str, path: _Path, subject: str = "Member") -> None:
-        """Emit `raise`; constraint is a Python expression (a literal unless a bound is dynamic)."""
-        extra = "" if subject == "Member" else f", {subject!r}"
-        self.emit(depth, f"raise _Invalid({var}, {constraint}, {path.expr()}{extra})")
+    def fail(
+        self, depth: int, var: str, constraint: Constraint, path: _Path, subject: str = "Member"
+    ) -> None:
+        self.specs.append(_Spec(constraint, path.template, subject))
+        self.emit(depth, f"raise _Invalid({', '.join((str(len(self.specs) - 1), var, *path.slots))})")
 
     def limits_for(self, shape: Shape, apath: str, ancestors: tuple[tuple[str, str], ...]) -> list[Limit]:
         keys = [(self.operation, apath)]
@@ -410,9 +494,61 @@ class _Codegen:
             if limit is not None:
                 found.append(limit)
                 self.used.add(key)
+                self.applied.append((apath[len(self.shared_start) :], key))
         return found
 
+    def survey(self, shape: Shape, depth: int = 0) -> int:
+        """Count structure occurrences and subtree sizes (in shape nodes) before generating."""
+        if depth > _MAX_DEPTH:
+            raise ValueError(f"shape nesting too deep (recursive shape?) at {shape.name}")
+        if shape.type_name == "structure":
+            size = 1 + sum(self.survey(m, depth + 1) for m in shape.members.values())
+            self.occurrences[shape.name] = self.occurrences.get(shape.name, 0) + 1
+            self.sizes[shape.name] = size
+            return size
+        if shape.type_name == "list":
+            return 1 + self.survey(shape.member, depth + 1)
+        if shape.type_name == "map":
+            return 1 + self.survey(shape.key, depth + 1) + self.survey(shape.value, depth + 1)
+        return 1
+
+    def shared_call(
+        self,
+        shape: Shape,
+        var: str,
+        path: _Path,
+        apath: str,
+        ancestors: tuple[tuple[str, str], ...],
+        depth: int,
+    ) -> None:
+        """Emit a call to the shared function for this structure, generating it unless an identical one exists.
+
+        Why: RegisterJobDefinition repeats big shapes (node ranges repeat container/ECS/EKS properties), and
+        generated source compiles at ~20 µs a line, so sharing cuts its first-use cost by more than half.
+        Two occurrences share a function only if they applied exactly the same LIMITS rows.
+        """
+        saved = self.lines, self.applied, self.shared_start
+        self.lines, self.applied, self.shared_start = [], [], apath
+        fname = self.fresh("_f")
+        self.emit(0, f"def {fname}(p):")
+        self.structure(shape, "p", _Path(), apath, ancestors, 1)
+        body, identity = self.lines, (shape.name, tuple(self.applied))
+        self.lines, self.applied, self.shared_start = saved
+        self.applied.append(("call", identity))
+        if identity in self.shared:
+            fname = self.shared[identity]
+        else:
+            self.shared[identity] = fname
+            self.defs.append(body)
+        self.specs.append(_Spec("", path.template, ""))
+        self.emit(depth, "try:")
+        self.emit(depth + 1, f"{fname}({var})")
+        self.emit(depth, "except _Invalid as x:")
+        self.emit(depth + 1, f"x.outer.append(({', '.join((str(len(self.specs) - 1), *path.slots))},))")
+        self.emit(depth + 1, "raise")
+
     # One method per shape type; each emits code that checks the non-null value held in `var`.
+    # `apath` is the abstract path used for LIMITS lookups (`[]` for items, `{}` for map values).
 
     def node(
         self,
@@ -429,7 +565,11 @@ class _Codegen:
         limits = self.limits_for(shape, apath, ancestors)
         kind = shape.type_name
         if kind == "structure":
-            self.structure(shape, var, path, apath, (*ancestors, (shape.name, apath)), depth)
+            inner = (*ancestors, (shape.name, apath))
+            if apath and self.occurrences.get(shape.name, 0) > 1 and self.sizes.get(shape.name, 0) >= 8:
+                self.shared_call(shape, var, path, apath, inner, depth)
+            else:
+                self.structure(shape, var, path, apath, inner, depth)
         elif kind == "list":
             self.list(shape, var, path, apath, ancestors, depth, limits)
         elif kind == "map":
@@ -440,21 +580,27 @@ class _Codegen:
             self.number(shape, var, path, depth, limits)
         elif kind == "boolean":
             self.emit(depth, f"if type({var}) is not bool:")
-            self.fail(depth + 1, var, f"'be a boolean (true or false), not ' + _jt({var})", path)
+            self.fail(depth + 1, var, _expect("a boolean (true or false)"), path)
         elif kind == "timestamp":
             self.emit(depth, f"if not _timestamp_ok({var}):")
-            self.fail(depth + 1, var, "'be a timestamp (epoch seconds or an ISO 8601 string)'", path)
+            self.fail(depth + 1, var, "be a timestamp (epoch seconds or an ISO 8601 string)", path)
         elif kind == "blob":
             self.emit(depth, f"if not _blob_ok({var}):")
-            self.fail(depth + 1, var, "'be a base64-encoded string'", path)
+            self.fail(depth + 1, var, "be a base64-encoded string", path)
         else:
             raise ValueError(f"unsupported shape type {kind!r} at {apath or shape.name}")
 
     def structure(
-        self, shape: Shape, var: str, path: _Path, apath: str, ancestors: tuple[tuple[str, str], ...], depth: int
+        self,
+        shape: Shape,
+        var: str,
+        path: _Path,
+        apath: str,
+        ancestors: tuple[tuple[str, str], ...],
+        depth: int,
     ) -> None:
         self.emit(depth, f"if not isinstance({var}, dict):")
-        self.fail(depth + 1, var, f"'be an object, not ' + _jt({var})", path)
+        self.fail(depth + 1, var, _expect("an object"), path)
         required = set(shape.required_members)
         # Required members first, so "missing X" wins over a problem deeper in the body.
         order = [n for n in shape.members if n in required] + [n for n in shape.members if n not in required]
@@ -467,22 +613,46 @@ class _Codegen:
             self.emit(depth, f"{m} = {var}.get({name!r})")
             if name in required:
                 self.emit(depth, f"if {m} is None:")
-                self.fail(depth + 1, "None", "'not be null'", mpath)
+                self.fail(depth + 1, "None", "not be null", mpath)
                 if member.type_name == "string":
                     self.emit(depth, f"if {m} == '':")
-                    self.fail(depth + 1, m, "'not be empty'", mpath)
+                    self.fail(depth + 1, m, "not be empty", mpath)
                 self.node(member, m, mpath, mapath, ancestors, depth)
             else:
                 self.emit(depth, f"if {m} is not None:")
                 self.node(member, m, mpath, mapath, ancestors, depth + 1)
 
-    def _bounds(self, var: str, n: str, lo: int | None, hi: int | None, path: _Path, depth: int, subject: str) -> None:
-        if lo:
-            self.emit(depth, f"if {n} < {lo}:")
-            self.fail(depth + 1, var, repr(f"have length greater than or equal to {lo}"), path, subject)
-        if hi is not None:
-            self.emit(depth, f"if {n} > {hi}:")
-            self.fail(depth + 1, var, repr(f"have length less than or equal to {hi}"), path, subject)
+    def _range(
+        self,
+        var: str,
+        value: str,
+        lo: float | None,
+        hi: float | None,
+        lo_setting: str | None,
+        what: str,
+        path: _Path,
+        depth: int,
+        subject: str = "Member",
+    ) -> None:
+        """Emit one chained comparison for `lo <= value <= hi`; `lo_setting` is read at call time."""
+        lo_expr = f"_S[{lo_setting!r}]" if lo_setting is not None else (repr(lo) if lo is not None else None)
+        hi_expr = repr(hi) if hi is not None else None
+        if lo_expr is not None and hi_expr is not None:
+            self.emit(depth, f"if not {lo_expr} <= {value} <= {hi_expr}:")
+        elif lo_expr is not None:
+            self.emit(depth, f"if {value} < {lo_expr}:")
+        elif hi_expr is not None:
+            self.emit(depth, f"if {value} > {hi_expr}:")
+        else:
+            return
+        self.fail(depth + 1, var, _range_text(what, lo, hi, lo_setting), path, subject)
+
+    def _length(
+        self, var: str, shape: Shape, limits: list[Limit], path: _Path, depth: int, subject: str
+    ) -> None:
+        lo, hi = _length_bounds(shape, limits)
+        # A minimum length of 0 checks nothing.
+        self._range(var, f"len({var})", lo or None, hi, None, "length", path, depth, subject)
 
     def list(
         self,
@@ -495,14 +665,13 @@ class _Codegen:
         limits: list[Limit],
     ) -> None:
         self.emit(depth, f"if not isinstance({var}, list):")
-        self.fail(depth + 1, var, f"'be an array, not ' + _jt({var})", path)
-        lo, hi = _length_bounds(shape, limits)
-        self._bounds(var, f"len({var})", lo, hi, path, depth, "Member")
+        self.fail(depth + 1, var, _expect("an array"), path)
+        self._length(var, shape, limits, path, depth, "Member")
         i, e = self.fresh("i"), self.fresh("e")
         ipath = path.index(i)
         self.emit(depth, f"for {i}, {e} in enumerate({var}):")
         self.emit(depth + 1, f"if {e} is None:")
-        self.fail(depth + 2, "None", "'not be null'", ipath)
+        self.fail(depth + 2, "None", "not be null", ipath)
         self.node(shape.member, e, ipath, apath + "[]", ancestors, depth + 1)
 
     def map(
@@ -516,50 +685,51 @@ class _Codegen:
         limits: list[Limit],
     ) -> None:
         self.emit(depth, f"if not isinstance({var}, dict):")
-        self.fail(depth + 1, var, f"'be an object, not ' + _jt({var})", path)
-        lo, hi = _length_bounds(shape, limits)
-        self._bounds(var, f"len({var})", lo, hi, path, depth, "Member")
+        self.fail(depth + 1, var, _expect("an object"), path)
+        self._length(var, shape, limits, path, depth, "Member")
         k, w = self.fresh("k"), self.fresh("w")
         self.emit(depth, f"for {k}, {w} in {var}.items():")
         # A bad key is reported at the map's own path, as "Map keys must ...".
         self.node(shape.key, k, path, apath + "{key}", ancestors, depth + 1, subject="Map keys")
         kpath = path.key(k)
         self.emit(depth + 1, f"if {w} is None:")
-        self.fail(depth + 2, "None", "'not be null'", kpath)
+        self.fail(depth + 2, "None", "not be null", kpath)
         self.node(shape.value, w, kpath, apath + "{}", ancestors, depth + 1)
 
-    def string(self, shape: Shape, var: str, path: _Path, depth: int, limits: list[Limit], subject: str) -> None:
+    def string(
+        self, shape: Shape, var: str, path: _Path, depth: int, limits: list[Limit], subject: str
+    ) -> None:
         self.emit(depth, f"if type({var}) is not str:")
-        self.fail(depth + 1, var, f"'be a string, not ' + _jt({var})", path, subject)
+        self.fail(depth + 1, var, _expect("a string"), path, subject)
         enum = list(shape.enum or ())
         if enum:
             enum_ci = any(limit.enum_ci for limit in limits)
             allowed = self.const(frozenset(e.lower() for e in enum) if enum_ci else frozenset(enum))
             text = f"satisfy enum value set: [{', '.join(enum)}]" + (" (case-insensitive)" if enum_ci else "")
             self.emit(depth, f"if {var}{'.lower()' if enum_ci else ''} not in {allowed}:")
-            self.fail(depth + 1, var, repr(text), path, subject)
-        lo, hi = _length_bounds(shape, limits)
-        if lo or hi is not None:
-            self._bounds(var, f"len({var})", lo, hi, path, depth, subject)
+            self.fail(depth + 1, var, text, path, subject)
+        self._length(var, shape, limits, path, depth, subject)
         model_pattern = shape.metadata.get("pattern")
         if model_pattern:  # Smithy patterns are unanchored searches
             rx = self.const(re.compile(model_pattern))
             self.emit(depth, f"if {rx}.search({var}) is None:")
-            self.fail(depth + 1, var, repr(f"satisfy regular expression pattern: {model_pattern}"), path, subject)
+            self.fail(depth + 1, var, f"satisfy regular expression pattern: {model_pattern}", path, subject)
         for limit in limits:
             if limit.pattern:
                 rx = self.const(re.compile(limit.pattern))
                 text = limit.pattern_text or f"satisfy regular expression pattern: {limit.pattern}"
                 self.emit(depth, f"if {rx}.fullmatch({var}) is None:")
-                self.fail(depth + 1, var, repr(text), path, subject)
+                self.fail(depth + 1, var, text, path, subject)
             if limit.forbid_prefix:
                 prefix = limit.forbid_prefix
-                subject_expr = f"{var}.lower()" if limit.prefix_ci else var
-                self.emit(depth, f"if {subject_expr}.startswith({(prefix.lower() if limit.prefix_ci else prefix)!r}):")
-                self.fail(depth + 1, var, repr(f"not start with '{prefix}'"), path, subject)
+                probe = f"{var}.lower()" if limit.prefix_ci else var
+                self.emit(
+                    depth, f"if {probe}.startswith({(prefix.lower() if limit.prefix_ci else prefix)!r}):"
+                )
+                self.fail(depth + 1, var, f"not start with '{prefix}'", path, subject)
             if limit.arn:
                 self.emit(depth, f"if not _valid_arn({var}):")
-                self.fail(depth + 1, var, repr(_ARN_TEXT), path, subject)
+                self.fail(depth + 1, var, _ARN_TEXT, path, subject)
 
     def number(self, shape: Shape, var: str, path: _Path, depth: int, limits: list[Limit]) -> None:
         lo: float | None = shape.metadata.get("min")
@@ -576,34 +746,28 @@ class _Codegen:
         if kind in _INT_RANGE:
             # bool is an int subclass in Python but not an integer in JSON.
             self.emit(depth, f"if type({var}) is not int:")
-            self.fail(depth + 1, var, f"'be an integer, not ' + _jt({var})", path)
+            self.fail(depth + 1, var, _expect("an integer"), path)
+            # Out-of-type-range integers (Java int/long on AWS) fail the same range check.
             type_lo, type_hi = _INT_RANGE[kind]
-            self.emit(depth, f"if not {type_lo} <= {var} <= {type_hi}:")
-            self.fail(depth + 1, var, repr(f"be a 32-bit {kind}" if kind == "integer" else f"be a 64-bit {kind}"), path)
+            lo = type_lo if lo is None else lo
+            hi = type_hi if hi is None else hi
         else:
             self.emit(depth, f"if type({var}) is float:")
             self.emit(depth + 1, f"if not _isfinite({var}):")
-            self.fail(depth + 2, var, "'be a finite number'", path)
+            self.fail(depth + 2, var, "be a finite number", path)
             self.emit(depth, f"elif type({var}) is not int:")
-            self.fail(depth + 1, var, f"'be a number, not ' + _jt({var})", path)
-        if lo_setting is not None:
-            self.emit(depth, f"if {var} < _S[{lo_setting!r}]:")
-            self.fail(depth + 1, var, f"'have value greater than or equal to ' + str(_S[{lo_setting!r}])", path)
-        elif lo is not None:
-            self.emit(depth, f"if {var} < {lo!r}:")
-            self.fail(depth + 1, var, repr(f"have value greater than or equal to {lo}"), path)
-        if hi is not None:
-            self.emit(depth, f"if {var} > {hi!r}:")
-            self.fail(depth + 1, var, repr(f"have value less than or equal to {hi}"), path)
+            self.fail(depth + 1, var, _expect("a number"), path)
+        self._range(var, var, lo, hi, lo_setting, "value", path, depth)
 
-    def build(self, shape: Shape) -> tuple[Validator, str]:
+    def build(self, shape: Shape) -> tuple[Validator, list[_Spec], str]:
+        self.survey(shape)
         self.emit(0, "def validate(p):")
         self.node(shape, "p", _Path(), "", (), 1)
-        source = "\n".join(self.lines) + "\n"
+        source = "\n\n".join("\n".join(lines) for lines in [*self.defs, self.lines]) + "\n"
         code = compile(source, f"<batchd.validate:{self.operation}>", "exec")
         namespace = dict(self.env)
         exec(code, namespace)  # noqa: S102 - source generated above from the botocore model, not from input
-        return namespace["validate"], source
+        return namespace["validate"], self.specs, source
 
 
 def _length_bounds(shape: Shape, limits: list[Limit]) -> tuple[int | None, int | None]:
@@ -621,30 +785,34 @@ def _length_bounds(shape: Shape, limits: list[Limit]) -> tuple[int | None, int |
 # --------------------------------------------------------------------------------------------------------------
 # Entry point
 
-_COMPILED: dict[tuple[str, str], Validator] = {}
+_COMPILED: dict[tuple[str, str], tuple[Validator, list[_Spec]]] = {}
 _SOURCES: dict[str, str] = {}
 _USED: set[tuple[str, str]] = set()
 
 
+def _compiled(operation: str, shape: Shape) -> tuple[Validator, list[_Spec]]:
+    key = (operation, shape.name)
+    entry = _COMPILED.get(key)
+    if entry is None:
+        fn, specs, _SOURCES[operation] = _Codegen(operation, _USED).build(shape)
+        entry = _COMPILED[key] = (fn, specs)
+    return entry
+
+
 def compile_operation(operation: str, shape: Shape) -> Validator:
     """The cached validator for one operation's input shape (generated on first use)."""
-    key = (operation, shape.name)
-    fn = _COMPILED.get(key)
-    if fn is None:
-        fn, _SOURCES[operation] = _Codegen(operation, _USED).build(shape)
-        _COMPILED[key] = fn
-    return fn
+    return _compiled(operation, shape)[0]
 
 
 def validate_request(operation: str, shape: Shape | None, params: dict[str, Any]) -> None:
     """Raise ClientException naming the first invalid member of `params`, or return None."""
     if shape is None:
         return
-    fn = _COMPILED.get((operation, shape.name)) or compile_operation(operation, shape)
+    fn, specs = _COMPILED.get((operation, shape.name)) or _compiled(operation, shape)
     try:
         fn(params)
     except _Invalid as exc:
-        raise ClientException(_message(exc)) from None
+        raise ClientException(_message(specs, exc)) from None
 
 
 def generated_source(operation: str) -> str | None:

@@ -46,11 +46,11 @@ _POLL_SECONDS = 0.1  # only used where pidfd_open is unavailable (Linux < 5.3)
 # ("Terminated") stays out of the job's log; the command's stderr is the saved fd 3. The subshell `( ... )`
 # keeps the redirection out of the wrapper (dash otherwise prints "Terminated" into the redirected fd 2); dash
 # execs the last command of a subshell directly, so there is no extra process. Exec failures give 127/126 with
-# the shell's message in output.log. `unset PWD`: dash exports PWD, and the job's environment must be exactly
+# the shell's message in output.log. The record needs no tmp+rename: it is a single write(2) of a few bytes, and
+# batchd only reads it after the wrapper has exited (an empty file reads as "not recorded"). `unset PWD`: dash exports PWD, and the job's environment must be exactly
 # the one the scheduler passed.
 _WRAPPER = (
-    'trap : TERM; {unset}exec 3>&2 2>/dev/null; ( "$@" 2>&3 3>&- ); rc=$?; '
-    "echo $rc > exit_code.tmp && mv -f exit_code.tmp exit_code; exit $rc"
+    'trap : TERM; {unset}exec 3>&2 2>/dev/null; ( "$@" 2>&3 3>&- ); rc=$?; echo $rc > exit_code; exit $rc'
 )
 
 
@@ -108,7 +108,7 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, jobs_root: Path) -> None:
-        self.jobs_root = Path(jobs_root)
+        self.jobs_root = Path(jobs_root).absolute()  # handles must stay valid whatever the cwd
         self._watches: dict[int, _Watch] = {}
         # Popen objects of our children, kept referenced so that subprocess's own reaper never sees them.
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
@@ -121,9 +121,8 @@ class LocalExecutor:
         workdir = logstreams.attempt_dir(self.jobs_root, spec.job_id, spec.attempt)
         try:
             workdir.mkdir(parents=True, exist_ok=True)
-            for stale in (EXIT_CODE_FILE, EXIT_CODE_FILE + ".tmp"):  # a re-run of the same attempt
-                with contextlib.suppress(FileNotFoundError):
-                    (workdir / stale).unlink()
+            with contextlib.suppress(FileNotFoundError):  # a re-run of the same attempt
+                (workdir / EXIT_CODE_FILE).unlink()
             out_fd = os.open(
                 workdir / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
             )

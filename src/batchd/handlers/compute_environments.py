@@ -228,6 +228,10 @@ async def update_compute_environment(ctx: RequestContext, params: dict[str, Any]
                     "EC2/SPOT or FARGATE/FARGATE_SPOT"
                 )
             cr.update({k: v for k, v in cr_update.items() if v is not None})
+            if cr_update.get("desiredvCpus") is None and cr.get("desiredvCpus") is not None:
+                # desiredvCpus is Batch's to manage: keep it inside new bounds rather than refuse them.
+                lo, hi = cr.get("minvCpus", 0), cr.get("maxvCpus", cr["desiredvCpus"])
+                cr["desiredvCpus"] = min(max(cr["desiredvCpus"], lo), max(hi, lo))
             _check_vcpu_bounds(cr)
             doc["computeResources"] = cr
         if state is not None:

@@ -44,6 +44,10 @@ def get_many(conn: Connection, account: str, region: str, ids: Sequence[str]) ->
 
 def insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
+        # One executemany needs the same keys in every row: a column one row leaves out is NULL.
+        keys = {k for r in rows for k in r}
+        if any(len(r) != len(keys) for r in rows):
+            rows = [{k: r.get(k) for k in keys} for r in rows]
         conn.execute(_insert_job, rows)
 
 

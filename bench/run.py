@@ -1,0 +1,321 @@
+"""batchd benchmark: one command starts a fresh server, drives it, prints a table and writes JSON.
+
+    python bench/run.py                 # everything quick (about 1-2 minutes)
+    python bench/run.py --only submit,cpu
+    python bench/run.py --db postgresql+psycopg://...   # the same against PostgreSQL
+
+Method (also in docs/performance.md):
+* The server runs as its own process with a temporary data dir (SQLite WAL by default).
+* Load comes from separate client processes speaking raw HTTP/1.1 keep-alive with ready-made bodies and a fixed
+  (pre-computed) Authorization header, so the client costs little CPU and no botocore per request.
+* Server CPU per request = (utime+stime of the server process, from /proc/PID/stat) / requests, measured around
+  a batch of requests of one kind; the null endpoint (GET /health) on the same stack in the same run is the floor.
+* Latencies that the server records itself (createdAt → startedAt) come from DescribeJobs, not client polling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+AUTH = ("AWS4-HMAC-SHA256 Credential=AKIDBENCH/20260101/us-east-1/batch/aws4_request, "
+        "SignedHeaders=content-type;host;x-amz-date, Signature=" + "0" * 64)
+HEADERS = {"Content-Type": "application/json", "Authorization": AUTH, "X-Amz-Date": "20260101T000000Z"}
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# --- plumbing ---------------------------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, db: str | None) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="batchd-bench-")
+        args = [sys.executable, "-m", "batchd", "serve", "--port", "0", "--data-dir", self.tmp]
+        if db:
+            args += ["--db", db]
+        self.log = open(Path(self.tmp) / "server.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("batchd listening on"):
+            raise SystemExit(f"server failed to start: {line!r} (see {self.tmp}/server.log)")
+        self.url = line.split()[-1]
+        self.host, port = self.url.split("//")[1].rsplit(":", 1)
+        self.port = int(port)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+class Conn:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.c = http.client.HTTPConnection(host, port, timeout=60)
+
+    def _send(self, method: str, path: str, data: bytes | None) -> http.client.HTTPResponse:
+        try:
+            self.c.request(method, path, body=data, headers=HEADERS)
+            return self.c.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed an idle keep-alive connection: reconnect once.
+            self.c.close()
+            self.c = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            self.c.request(method, path, body=data, headers=HEADERS)
+            return self.c.getresponse()
+
+    def call(self, op: str, body: dict | None = None, method: str = "POST", path: str | None = None) -> dict:
+        data = json.dumps(body or {}).encode()
+        resp = self._send(method, path or f"/v1/{op.lower()}", data if method != "GET" else None)
+        raw = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"{op}: {resp.status} {raw[:300]!r}")
+        return json.loads(raw) if raw else {}
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def setup(c: Conn, vcpus: int, command: list[str]) -> tuple[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    c.call("CreateComputeEnvironment", {"computeEnvironmentName": f"ce-{tag}", "type": "UNMANAGED",
+                                        "unmanagedvCpus": vcpus})
+    for _ in range(200):
+        ce = c.call("DescribeComputeEnvironments", {"computeEnvironments": [f"ce-{tag}"]})["computeEnvironments"]
+        if ce and ce[0]["status"] == "VALID":
+            break
+        time.sleep(0.01)
+    c.call("CreateJobQueue", {"jobQueueName": f"q-{tag}", "priority": 1,
+                              "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": f"ce-{tag}"}]})
+    for _ in range(200):
+        q = c.call("DescribeJobQueues", {"jobQueues": [f"q-{tag}"]})["jobQueues"]
+        if q and q[0]["status"] == "VALID":
+            break
+        time.sleep(0.01)
+    c.call("RegisterJobDefinition", {"jobDefinitionName": f"jd-{tag}", "type": "container", "containerProperties": {
+        "image": "busybox", "command": command,
+        "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}]}})
+    return f"q-{tag}", f"jd-{tag}"
+
+
+def _submit_worker(args: tuple[str, int, str, str, int]) -> tuple[list[float], list[str]]:
+    host, port, queue, jd, n = args
+    c = Conn(host, port)
+    lat, ids = [], []
+    for i in range(n):
+        t = time.perf_counter()
+        out = c.call("SubmitJob", {"jobName": f"b{i}", "jobQueue": queue, "jobDefinition": jd})
+        lat.append(time.perf_counter() - t)
+        ids.append(out["jobId"])
+    return lat, ids
+
+
+def submit_parallel(srv: Server, queue: str, jd: str, total: int, procs: int) -> tuple[float, list[float], list[str]]:
+    per = total // procs
+    with mp.get_context("fork").Pool(procs) as pool:
+        t0 = time.perf_counter()
+        parts = pool.map(_submit_worker, [(srv.host, srv.port, queue, jd, per)] * procs)
+        wall = time.perf_counter() - t0
+    lat = [x for p in parts for x in p[0]]
+    ids = [x for p in parts for x in p[1]]
+    return wall, lat, ids
+
+
+def describe_all(c: Conn, ids: list[str]) -> list[dict]:
+    out = []
+    for i in range(0, len(ids), 100):
+        out += c.call("DescribeJobs", {"jobs": ids[i:i + 100]})["jobs"]
+    return out
+
+
+def wait_terminal(c: Conn, ids: list[str], timeout: float) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    pending = list(ids)
+    done: list[dict] = []
+    while pending and time.monotonic() < deadline:
+        jobs = describe_all(c, pending)
+        finished = [j for j in jobs if j["status"] in ("SUCCEEDED", "FAILED")]
+        done += finished
+        fin_ids = {j["jobId"] for j in finished}
+        pending = [i for i in pending if i not in fin_ids]
+        if pending:
+            time.sleep(0.2)
+    return done
+
+
+# --- the measurements -------------------------------------------------------------------------------------
+
+def bench_submit(srv: Server, results: dict, total: int, procs: int) -> None:
+    c = Conn(srv.host, srv.port)
+    # Jobs land on a DISABLED-capacity path? No: a 0-vCPU CE keeps them RUNNABLE, so only the API is measured.
+    queue, jd = setup(c, 0, ["true"])
+    cpu0 = srv.cpu_seconds()
+    wall, lat, _ = submit_parallel(srv, queue, jd, total, procs)
+    cpu = srv.cpu_seconds() - cpu0
+    results["submit_throughput_per_s"] = len(lat) / wall
+    results["submit_latency_p50_ms"] = pct(lat, 50) * 1000
+    results["submit_latency_p99_ms"] = pct(lat, 99) * 1000
+    results["submit_cpu_ms_parallel"] = cpu / len(lat) * 1000
+    results["submit_clients"] = procs
+
+
+def bench_cpu(srv: Server, results: dict, n: int) -> None:
+    c = Conn(srv.host, srv.port)
+    queue, jd = setup(c, 0, ["true"])
+    ids = [c.call("SubmitJob", {"jobName": "warm", "jobQueue": queue, "jobDefinition": jd})["jobId"] for _ in range(100)]
+
+    def measure(fn, count: int) -> float:
+        cpu0 = srv.cpu_seconds()
+        for i in range(count):
+            fn(i)
+        return (srv.cpu_seconds() - cpu0) / count * 1000
+
+    results["cpu_ms_null_endpoint"] = measure(lambda i: c.call("health", method="GET", path="/health"), n)
+    results["cpu_ms_submit"] = measure(
+        lambda i: c.call("SubmitJob", {"jobName": "cpu", "jobQueue": queue, "jobDefinition": jd}), n)
+    results["cpu_ms_describe_100"] = measure(lambda i: c.call("DescribeJobs", {"jobs": ids}), max(50, n // 10))
+    results["cpu_ms_list_jobs"] = measure(
+        lambda i: c.call("ListJobs", {"jobQueue": queue, "jobStatus": "RUNNABLE", "maxResults": 100}), max(50, n // 10))
+    cancel_ids = [c.call("SubmitJob", {"jobName": "c", "jobQueue": queue, "jobDefinition": jd})["jobId"]
+                  for _ in range(n // 4)]
+    results["cpu_ms_cancel"] = measure(lambda i: c.call("CancelJob", {"jobId": cancel_ids[i], "reason": "bench"}),
+                                       len(cancel_ids))
+
+
+def bench_latency(srv: Server, results: dict, samples: int) -> None:
+    c = Conn(srv.host, srv.port)
+    queue, jd = setup(c, 8, ["true"])
+    lat = []
+    for _ in range(samples):
+        job_id = c.call("SubmitJob", {"jobName": "lat", "jobQueue": queue, "jobDefinition": jd})["jobId"]
+        job = wait_terminal(c, [job_id], 30)[0]
+        lat.append(job["startedAt"] - job["createdAt"])
+        time.sleep(0.02)  # idle between samples
+    results["submit_to_running_p50_ms"] = pct(lat, 50)
+    results["submit_to_running_p99_ms"] = pct(lat, 99)
+
+
+def bench_sustained(srv: Server, results: dict, total: int) -> None:
+    c = Conn(srv.host, srv.port)
+    queue, jd = setup(c, 64, ["true"])
+    wall, _, ids = submit_parallel(srv, queue, jd, total, 2)
+    jobs = wait_terminal(c, ids, 600)
+    ok = [j for j in jobs if j["status"] == "SUCCEEDED"]
+    first = min(j["createdAt"] for j in jobs)
+    last = max(j["stoppedAt"] for j in jobs)
+    results["sustained_jobs"] = len(ids)
+    results["sustained_succeeded"] = len(ok)
+    results["sustained_jobs_per_s"] = len(ok) / ((last - first) / 1000)
+
+
+def bench_array(srv: Server, results: dict, size: int) -> None:
+    c = Conn(srv.host, srv.port)
+    queue, jd = setup(c, 64, ["true"])
+    t = time.perf_counter()
+    parent = c.call("SubmitJob", {"jobName": "arr", "jobQueue": queue, "jobDefinition": jd,
+                                  "arrayProperties": {"size": size}})["jobId"]
+    results["array_submit_ms"] = (time.perf_counter() - t) * 1000
+    t0 = time.monotonic()
+    job = wait_terminal(c, [parent], 900)
+    results["array_all_succeeded_s"] = time.monotonic() - t0 if job else float("nan")
+    results["array_parent_status"] = job[0]["status"] if job else "TIMEOUT"
+    # Cancel: a second array behind a CE with no capacity, then CancelJob -> parent FAILED.
+    queue0, jd0 = setup(c, 0, ["true"])
+    parent = c.call("SubmitJob", {"jobName": "arr", "jobQueue": queue0, "jobDefinition": jd0,
+                                  "arrayProperties": {"size": size}})["jobId"]
+    for _ in range(600):
+        s = c.call("DescribeJobs", {"jobs": [parent]})["jobs"][0]
+        if sum(s.get("arrayProperties", {}).get("statusSummary", {}).values()) == size:
+            break
+        time.sleep(0.05)
+    t = time.monotonic()
+    c.call("CancelJob", {"jobId": parent, "reason": "bench cancel"})
+    job = wait_terminal(c, [parent], 300)
+    results["array_cancel_to_failed_s"] = time.monotonic() - t if job else float("nan")
+
+
+TARGETS = [
+    ("submit_throughput_per_s", "SubmitJob throughput (/s)", ">= 1500"),
+    ("submit_latency_p50_ms", "SubmitJob latency p50 (ms)", ""),
+    ("submit_latency_p99_ms", "SubmitJob latency p99 (ms)", ""),
+    ("cpu_ms_null_endpoint", "server CPU / null request (ms)", "floor (~0.18)"),
+    ("cpu_ms_submit", "server CPU / SubmitJob (ms)", "<= 0.3"),
+    ("cpu_ms_describe_100", "server CPU / DescribeJobs(100) (ms)", "<= 1"),
+    ("cpu_ms_list_jobs", "server CPU / ListJobs(100) (ms)", ""),
+    ("cpu_ms_cancel", "server CPU / CancelJob (ms)", ""),
+    ("submit_to_running_p50_ms", "idle SubmitJob -> RUNNING p50 (ms)", "<= 20"),
+    ("submit_to_running_p99_ms", "idle SubmitJob -> RUNNING p99 (ms)", "<= 100"),
+    ("sustained_jobs_per_s", "trivial jobs SubmitJob -> SUCCEEDED (/s)", ">= 300"),
+    ("array_submit_ms", "array SubmitJob latency (ms)", "<= 300"),
+    ("array_all_succeeded_s", "array: all children SUCCEEDED (s)", ""),
+    ("array_cancel_to_failed_s", "array: CancelJob -> parent FAILED (s)", "<= 2"),
+]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", help="database URL (default: SQLite in a temporary data dir)")
+    ap.add_argument("--only", default="submit,cpu,latency,sustained,array", help="comma-separated parts")
+    ap.add_argument("--submit-total", type=int, default=4000)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--cpu-n", type=int, default=2000)
+    ap.add_argument("--latency-samples", type=int, default=100)
+    ap.add_argument("--sustained", type=int, default=2000)
+    ap.add_argument("--array-size", type=int, default=10000)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = ap.parse_args()
+    parts = set(args.only.split(","))
+    results: dict = {"db": "postgresql" if args.db else "sqlite", "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                     "cores": os.cpu_count()}
+    srv = Server(args.db)
+    try:
+        if "cpu" in parts:
+            bench_cpu(srv, results, args.cpu_n)
+        if "submit" in parts:
+            bench_submit(srv, results, args.submit_total, args.clients)
+        if "latency" in parts:
+            bench_latency(srv, results, args.latency_samples)
+        if "sustained" in parts:
+            bench_sustained(srv, results, args.sustained)
+        if "array" in parts:
+            bench_array(srv, results, args.array_size)
+        results["server_rss_mb"] = srv.rss_mb()
+    finally:
+        srv.stop()
+    print(f"\nbatchd benchmark ({results['db']}, {results['cores']} cores)")
+    print(f"{'figure':45} {'measured':>12}  target")
+    for key, label, target in TARGETS:
+        if key in results:
+            print(f"{label:45} {results[key]:12.3f}  {target}")
+    print(f"{'server RSS at end (MB)':45} {results['server_rss_mb']:12.1f}")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    out = Path(args.out) / f"bench-{results['db']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
