@@ -26,7 +26,9 @@ def sample(shape: Shape, name: str, full: bool, depth: int = 0) -> object:
     """A plausible value for a shape: strings "x", numbers 1, one-element lists and maps, first enum values."""
     kind = shape.type_name
     if kind == "structure":
-        members = shape.members if full and depth < 8 else {m: shape.members[m] for m in shape.required_members}
+        members = (
+            shape.members if full and depth < 8 else {m: shape.members[m] for m in shape.required_members}
+        )
         return {m: sample(s, m, full, depth + 1) for m, s in members.items()}
     if kind == "list":
         return [sample(shape.member, name, full, depth + 1)]
@@ -95,9 +97,15 @@ def test_success_path_for_resource_operations(private_server: Server) -> None:
     b = private_server.client()
     ce = b.create_compute_environment(computeEnvironmentName="all-ce", type="UNMANAGED", unmanagedvCpus=1)
     sp = b.create_scheduling_policy(name="all-sp")
-    q = b.create_job_queue(jobQueueName="all-q", priority=1, schedulingPolicyArn=sp["arn"],
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce["computeEnvironmentArn"]}])
-    jd = b.register_job_definition(jobDefinitionName="all-jd", type="container", containerProperties={"image": "x"})
+    q = b.create_job_queue(
+        jobQueueName="all-q",
+        priority=1,
+        schedulingPolicyArn=sp["arn"],
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce["computeEnvironmentArn"]}],
+    )
+    jd = b.register_job_definition(
+        jobDefinitionName="all-jd", type="container", containerProperties={"image": "x"}
+    )
     b.describe_compute_environments()
     b.describe_job_queues()
     b.describe_job_definitions()

@@ -10,9 +10,17 @@ import pytest
 
 from conftest import wait_for
 
-EC2 = {"type": "EC2", "maxvCpus": 8, "minvCpus": 0, "instanceTypes": ["optimal"], "subnets": ["subnet-1"],
-       "securityGroupIds": ["sg-1"], "instanceRole": "ecsInstanceRole", "tags": {"ec2": "tag"},
-       "allocationStrategy": "BEST_FIT_PROGRESSIVE"}
+EC2 = {
+    "type": "EC2",
+    "maxvCpus": 8,
+    "minvCpus": 0,
+    "instanceTypes": ["optimal"],
+    "subnets": ["subnet-1"],
+    "securityGroupIds": ["sg-1"],
+    "instanceRole": "ecsInstanceRole",
+    "tags": {"ec2": "tag"},
+    "allocationStrategy": "BEST_FIT_PROGRESSIVE",
+}
 
 
 def describe_ce(batch, ref: str) -> dict | None:
@@ -21,8 +29,11 @@ def describe_ce(batch, ref: str) -> dict | None:
 
 
 def wait_status(batch, ref: str, status: str) -> dict:
-    return wait_for(lambda: (d := describe_ce(batch, ref)) and d["status"] == status and d, timeout=10,
-                    message=f"{ref} {status}")
+    return wait_for(
+        lambda: (d := describe_ce(batch, ref)) and d["status"] == status and d,
+        timeout=10,
+        message=f"{ref} {status}",
+    )
 
 
 def make_ce(batch, unique, **kw) -> str:
@@ -43,7 +54,10 @@ def client_error(excinfo) -> str:
 def test_create_managed_echoes_everything(batch, unique):
     name = unique("ce")
     out = batch.create_compute_environment(
-        computeEnvironmentName=name, type="MANAGED", computeResources=EC2, tags={"team": "a"},
+        computeEnvironmentName=name,
+        type="MANAGED",
+        computeResources=EC2,
+        tags={"team": "a"},
         serviceRole="arn:aws:iam::123456789012:role/MyBatch",
     )
     arn = f"arn:aws:batch:us-east-1:123456789012:compute-environment/{name}"
@@ -65,12 +79,18 @@ def test_create_managed_echoes_everything(batch, unique):
 def test_create_defaults_and_fargate(batch, unique):
     name = unique("ce")
     batch.create_compute_environment(
-        computeEnvironmentName=name, type="MANAGED",
+        computeEnvironmentName=name,
+        type="MANAGED",
         computeResources={"type": "FARGATE", "maxvCpus": 16, "subnets": ["s"], "securityGroupIds": ["g"]},
     )
     doc = wait_status(batch, name, "VALID")
     # Fargate environments have no instance floor, so nothing is filled in.
-    assert doc["computeResources"] == {"type": "FARGATE", "maxvCpus": 16, "subnets": ["s"], "securityGroupIds": ["g"]}
+    assert doc["computeResources"] == {
+        "type": "FARGATE",
+        "maxvCpus": 16,
+        "subnets": ["s"],
+        "securityGroupIds": ["g"],
+    }
     assert doc["serviceRole"].endswith(":role/aws-service-role/batch.amazonaws.com/AWSServiceRoleForBatch")
     assert doc["tags"] == {}
 
@@ -91,13 +111,25 @@ def test_unmanaged(batch, unique):
     [
         ({"type": "MANAGED"}, "computeResources is required"),
         ({"type": "UNMANAGED", "computeResources": {"type": "EC2", "maxvCpus": 1}}, "must not be given"),
-        ({"type": "MANAGED", "unmanagedvCpus": 2, "computeResources": {"type": "EC2", "maxvCpus": 1}}, "UNMANAGED"),
+        (
+            {"type": "MANAGED", "unmanagedvCpus": 2, "computeResources": {"type": "EC2", "maxvCpus": 1}},
+            "UNMANAGED",
+        ),
         ({"type": "MANAGED", "computeResources": {"type": "EC2", "maxvCpus": 1, "minvCpus": 2}}, "minvCpus"),
-        ({"type": "MANAGED", "computeResources": {"type": "EC2", "maxvCpus": 4, "desiredvCpus": 5}}, "desiredvCpus"),
+        (
+            {"type": "MANAGED", "computeResources": {"type": "EC2", "maxvCpus": 4, "desiredvCpus": 5}},
+            "desiredvCpus",
+        ),
         ({"type": "MANAGED", "computeResources": {"type": "EC2", "maxvCpus": -1}}, "maxvCpus"),
         ({"type": "MANAGED", "computeResources": {"type": "GPU", "maxvCpus": 1}}, "GPU"),
-        ({"type": "MANAGED", "state": "PAUSED", "computeResources": {"type": "EC2", "maxvCpus": 1}}, "PAUSED"),
-        ({"type": "MANAGED", "computeResources": {"type": "EC2", "maxvCpus": 1}, "tags": {"aws:x": "1"}}, "aws:"),
+        (
+            {"type": "MANAGED", "state": "PAUSED", "computeResources": {"type": "EC2", "maxvCpus": 1}},
+            "PAUSED",
+        ),
+        (
+            {"type": "MANAGED", "computeResources": {"type": "EC2", "maxvCpus": 1}, "tags": {"aws:x": "1"}},
+            "aws:",
+        ),
     ],
 )
 def test_create_rejects(batch, unique, kwargs, words):
@@ -110,8 +142,9 @@ def test_server_side_required_members(server, unique):
     # Raw callers skip botocore's client-side checks; the server must still refuse.
     raw = server.client(parameter_validation=False)
     with pytest.raises(raw.exceptions.ClientException) as exc:
-        raw.create_compute_environment(computeEnvironmentName=unique("ce"), type="MANAGED",
-                                       computeResources={"type": "EC2"})
+        raw.create_compute_environment(
+            computeEnvironmentName=unique("ce"), type="MANAGED", computeResources={"type": "EC2"}
+        )
     assert "maxvCpus" in client_error(exc)
     with pytest.raises(raw.exceptions.ClientException) as exc:
         raw.create_compute_environment(computeEnvironmentName=unique("ce"))
@@ -136,10 +169,14 @@ def test_duplicate_name(batch, unique):
 def test_describe_by_name_arn_unknown_and_limit(batch, unique):
     a, b = make_ce(batch, unique), make_ce(batch, unique)
     arn_b = describe_ce(batch, b)["computeEnvironmentArn"]
-    docs = batch.describe_compute_environments(computeEnvironments=[a, arn_b, "nope", a])["computeEnvironments"]
+    docs = batch.describe_compute_environments(computeEnvironments=[a, arn_b, "nope", a])[
+        "computeEnvironments"
+    ]
     assert [d["computeEnvironmentName"] for d in docs] == [a, b]
     other_account = arn_b.replace("123456789012", "210987654321")
-    assert batch.describe_compute_environments(computeEnvironments=[other_account])["computeEnvironments"] == []
+    assert (
+        batch.describe_compute_environments(computeEnvironments=[other_account])["computeEnvironments"] == []
+    )
     with pytest.raises(batch.exceptions.ClientException) as exc:
         batch.describe_compute_environments(computeEnvironments=["x"] * 101)
     assert "100" in client_error(exc)
@@ -151,7 +188,9 @@ def test_region_isolation(server, batch, unique):
     assert west.describe_compute_environments(computeEnvironments=[name])["computeEnvironments"] == []
     # The same name is free in another region.
     west.create_compute_environment(computeEnvironmentName=name, type="UNMANAGED")
-    doc = wait_for(lambda: west.describe_compute_environments(computeEnvironments=[name])["computeEnvironments"])
+    doc = wait_for(
+        lambda: west.describe_compute_environments(computeEnvironments=[name])["computeEnvironments"]
+    )
     assert doc[0]["computeEnvironmentArn"].startswith("arn:aws:batch:us-west-2:123456789012:")
 
 
@@ -173,13 +212,19 @@ def test_pagination_is_stable_while_adding(make_server):
     assert len(everything["computeEnvironments"]) == 6 and "nextToken" not in everything
     # The boto3 paginator follows the same tokens.
     pages = batch.get_paginator("describe_compute_environments").paginate(PaginationConfig={"PageSize": 4})
-    assert [d["computeEnvironmentName"] for p in pages for d in p["computeEnvironments"]] == [f"ce{i}" for i in range(6)]
+    assert [d["computeEnvironmentName"] for p in pages for d in p["computeEnvironments"]] == [
+        f"ce{i}" for i in range(6)
+    ]
     for bad in ({"maxResults": 0}, {"maxResults": 101}, {"nextToken": "garbage"}):
         with pytest.raises(batch.exceptions.ClientException):
             batch.describe_compute_environments(**bad)
     # A job-queue token is not a compute-environment token.
-    batch.create_job_queue(jobQueueName="q0", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce0"}])
-    batch.create_job_queue(jobQueueName="q1", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce0"}])
+    batch.create_job_queue(
+        jobQueueName="q0", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce0"}]
+    )
+    batch.create_job_queue(
+        jobQueueName="q1", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce0"}]
+    )
     queue_token = batch.describe_job_queues(maxResults=1)["nextToken"]
     with pytest.raises(batch.exceptions.ClientException):
         batch.describe_compute_environments(nextToken=queue_token)
@@ -188,8 +233,11 @@ def test_pagination_is_stable_while_adding(make_server):
 def test_update(batch, unique):
     name = make_ce(batch, unique)
     out = batch.update_compute_environment(
-        computeEnvironment=name, state="DISABLED", computeResources={"maxvCpus": 32, "minvCpus": 2},
-        serviceRole="arn:aws:iam::123456789012:role/Other", updatePolicy={"terminateJobsOnUpdate": True},
+        computeEnvironment=name,
+        state="DISABLED",
+        computeResources={"maxvCpus": 32, "minvCpus": 2},
+        serviceRole="arn:aws:iam::123456789012:role/Other",
+        updatePolicy={"terminateJobsOnUpdate": True},
     )
     assert out["computeEnvironmentName"] == name
     assert describe_ce(batch, name)["status"] in ("UPDATING", "VALID")
@@ -229,7 +277,9 @@ def test_delete_rules(batch, unique):
         batch.delete_compute_environment(computeEnvironment=name)
     assert "ENABLED" in client_error(exc)
     queue = unique("q")
-    batch.create_job_queue(jobQueueName=queue, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": name}])
+    batch.create_job_queue(
+        jobQueueName=queue, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": name}]
+    )
     batch.update_compute_environment(computeEnvironment=name, state="DISABLED")
     wait_status(batch, name, "VALID")
     with pytest.raises(batch.exceptions.ClientException) as exc:
@@ -238,7 +288,9 @@ def test_delete_rules(batch, unique):
     assert "JobQueue relationship" in message and queue in message
     # Disassociate by pointing the queue at another environment, then delete.
     other = make_ce(batch, unique)
-    batch.update_job_queue(jobQueue=queue, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": other}])
+    batch.update_job_queue(
+        jobQueue=queue, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": other}]
+    )
     batch.delete_compute_environment(computeEnvironment=name)
     doc = describe_ce(batch, name)
     assert doc is None or doc["status"] == "DELETING"
@@ -271,9 +323,18 @@ def test_deleting_is_visible_then_gone(make_server):
 
 def test_aws_cli(server, unique):
     name = unique("ce")
-    out = server.aws("batch", "create-compute-environment", "--compute-environment-name", name,
-                     "--type", "MANAGED", "--compute-resources", "type=EC2,maxvCpus=4,minvCpus=0",
-                     "--tags", "k=v")
+    out = server.aws(
+        "batch",
+        "create-compute-environment",
+        "--compute-environment-name",
+        name,
+        "--type",
+        "MANAGED",
+        "--compute-resources",
+        "type=EC2,maxvCpus=4,minvCpus=0",
+        "--tags",
+        "k=v",
+    )
     assert out["computeEnvironmentName"] == name
     docs = server.aws("batch", "describe-compute-environments", "--compute-environments", name)
     doc = docs["computeEnvironments"][0]

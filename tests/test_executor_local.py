@@ -44,6 +44,13 @@ def group_gone(pgid: int, within: float = 0.0) -> bool:
         time.sleep(0.01)
 
 
+def running(pid: int) -> bool:
+    try:
+        return ") Z " not in Path(f"/proc/{pid}/stat").read_text()  # a zombie waits for init, but is dead
+    except FileNotFoundError:
+        return False
+
+
 async def start_and_wait(ex: LocalExecutor, s: LaunchSpec) -> tuple[dict, AttemptExit]:
     handle = await ex.start(s)
     return handle, await asyncio.wait_for(ex.wait(handle), 20)
@@ -121,8 +128,9 @@ def test_terminate_ignoring_sigterm_is_killed_137(ex: LocalExecutor) -> None:
 
     handle, result, elapsed = run(scenario())
     assert result.exit_code == 137
-    assert 0.9 <= elapsed < 3.0
-    assert group_gone(handle["pgid"])
+    print(f"terminate, SIGTERM ignored, grace 1 s: {elapsed:.3f}s")
+    assert 0.9 <= elapsed < 2.0
+    assert group_gone(handle["pgid"], within=5.0)  # zombies wait for init to reap them
     assert not ex.is_alive(handle)
     # Recorded for a restarted server as well.
     assert (Path(handle["dir"]) / "exit_code").read_text().strip() == "137"
@@ -140,8 +148,9 @@ def test_terminate_cooperative_is_143(ex: LocalExecutor) -> None:
 
     handle, result, elapsed = run(scenario())
     assert result.exit_code == 143
+    print(f"terminate, cooperative job: {elapsed:.3f}s")
     assert elapsed < 1.0  # no waiting for the grace when the job stops on SIGTERM
-    assert group_gone(handle["pgid"])
+    assert group_gone(handle["pgid"], within=5.0)  # zombies wait for init to reap them
     assert "Terminated" not in output(ex, s)  # the wrapper's own job-status noise stays out of the log
 
 
@@ -160,10 +169,8 @@ def test_terminate_kills_background_grandchild(ex: LocalExecutor, tmp_path: Path
 
     handle, result = run(scenario())
     assert result.exit_code == 137
-    grandchild = int(pidfile.read_text())
-    time.sleep(0.05)
-    assert not Path(f"/proc/{grandchild}").exists() or "Z" in Path(f"/proc/{grandchild}/stat").read_text()
-    assert group_gone(handle["pgid"])
+    assert not running(int(pidfile.read_text()))  # terminate returns once nothing of the group runs
+    assert group_gone(handle["pgid"], within=5.0)  # zombies wait for init to reap them
 
 
 def test_leftover_background_process_killed_when_main_exits(ex: LocalExecutor, tmp_path: Path) -> None:
@@ -207,7 +214,7 @@ def test_adopted_attempt_can_be_terminated(tmp_path: Path) -> None:
         return await restarted.wait(handle)
 
     assert run(scenario()).exit_code == 137
-    assert group_gone(handle["pgid"])
+    assert group_gone(handle["pgid"], within=5.0)  # zombies wait for init to reap them
 
 
 def test_unknown_exit_when_not_recorded(tmp_path: Path) -> None:

@@ -10,8 +10,11 @@ from batchd.store import resources as store
 from batchd.store.db import Database
 
 PREFIX = "arn:aws:batch:us-east-1:123456789012:job-definition"
-CONTAINER = {"image": "busybox", "command": ["echo", "Ref::msg"],
-             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}]}
+CONTAINER = {
+    "image": "busybox",
+    "command": ["echo", "Ref::msg"],
+    "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}],
+}
 
 
 def client_error(excinfo) -> str:
@@ -36,8 +39,10 @@ def test_register_echoes_everything(batch, unique):
     name = unique("jd")
     args = dict(
         parameters={"msg": "hi"},
-        retryStrategy={"attempts": 3, "evaluateOnExit": [{"onExitCode": "1*", "action": "retry"},
-                                                        {"onReason": "*", "action": "EXIT"}]},
+        retryStrategy={
+            "attempts": 3,
+            "evaluateOnExit": [{"onExitCode": "1*", "action": "retry"}, {"onReason": "*", "action": "EXIT"}],
+        },
         timeout={"attemptDurationSeconds": 120},
         propagateTags=True,
         tags={"owner": "me"},
@@ -56,8 +61,14 @@ def test_register_echoes_everything(batch, unique):
         "schedulingPriority": 5,
         "parameters": {"msg": "hi"},
         "retryStrategy": args["retryStrategy"],
-        "containerProperties": {**CONTAINER, "volumes": [], "environment": [], "mountPoints": [], "ulimits": [],
-                                "secrets": []},
+        "containerProperties": {
+            **CONTAINER,
+            "volumes": [],
+            "environment": [],
+            "mountPoints": [],
+            "ulimits": [],
+            "secrets": [],
+        },
         "timeout": {"attemptDurationSeconds": 120},
         "tags": {"owner": "me"},
         "propagateTags": True,
@@ -132,40 +143,104 @@ def test_describe_pages(make_server):
     ("kwargs", "words"),
     [
         ({"containerProperties": {"command": ["x"]}}, "image"),
-        ({"containerProperties": {"image": "b", "environment": [{"name": "AWS_BATCH_X", "value": "1"}]}},
-         "AWS_BATCH"),
-        ({"containerProperties": {"image": "b", "resourceRequirements": [{"type": "VCPU", "value": "0"}]}}, "VCPU"),
-        ({"containerProperties": {"image": "b", "resourceRequirements": [{"type": "VCPU", "value": "1.5"}]}}, "VCPU"),
-        ({"containerProperties": {"image": "b", "resourceRequirements": [{"type": "MEMORY", "value": "2"}]}},
-         "MEMORY"),
-        ({"containerProperties": {"image": "b", "resourceRequirements": [{"type": "MEMORY", "value": "lots"}]}},
-         "MEMORY"),
-        ({"containerProperties": {"image": "b", "resourceRequirements": [{"type": "GPU", "value": "-1"}]}}, "GPU"),
-        ({"containerProperties": {"image": "b", "resourceRequirements": [{"type": "VCPU", "value": "1"},
-                                                                         {"type": "VCPU", "value": "2"}]}},
-         "more than once"),
+        (
+            {"containerProperties": {"image": "b", "environment": [{"name": "AWS_BATCH_X", "value": "1"}]}},
+            "AWS_BATCH",
+        ),
+        (
+            {"containerProperties": {"image": "b", "resourceRequirements": [{"type": "VCPU", "value": "0"}]}},
+            "VCPU",
+        ),
+        (
+            {
+                "containerProperties": {
+                    "image": "b",
+                    "resourceRequirements": [{"type": "VCPU", "value": "1.5"}],
+                }
+            },
+            "VCPU",
+        ),
+        (
+            {
+                "containerProperties": {
+                    "image": "b",
+                    "resourceRequirements": [{"type": "MEMORY", "value": "2"}],
+                }
+            },
+            "MEMORY",
+        ),
+        (
+            {
+                "containerProperties": {
+                    "image": "b",
+                    "resourceRequirements": [{"type": "MEMORY", "value": "lots"}],
+                }
+            },
+            "MEMORY",
+        ),
+        (
+            {"containerProperties": {"image": "b", "resourceRequirements": [{"type": "GPU", "value": "-1"}]}},
+            "GPU",
+        ),
+        (
+            {
+                "containerProperties": {
+                    "image": "b",
+                    "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "VCPU", "value": "2"}],
+                }
+            },
+            "more than once",
+        ),
         ({"containerProperties": {"image": "b", "memory": 2}}, "memory"),
         ({"containerProperties": {"image": "b", "vcpus": 0}}, "vcpus"),
-        ({"platformCapabilities": ["FARGATE"],
-          "containerProperties": {"image": "b", "resourceRequirements": [{"type": "VCPU", "value": "3"}]}}, "Fargate"),
+        (
+            {
+                "platformCapabilities": ["FARGATE"],
+                "containerProperties": {
+                    "image": "b",
+                    "resourceRequirements": [{"type": "VCPU", "value": "3"}],
+                },
+            },
+            "Fargate",
+        ),
         ({"platformCapabilities": ["FARGATE"], "containerProperties": {"image": "b", "vcpus": 1}}, "Fargate"),
-        ({"platformCapabilities": ["FARGATE"],
-          "containerProperties": {"image": "b", "resourceRequirements": [{"type": "GPU", "value": "1"}]}}, "GPU"),
+        (
+            {
+                "platformCapabilities": ["FARGATE"],
+                "containerProperties": {
+                    "image": "b",
+                    "resourceRequirements": [{"type": "GPU", "value": "1"}],
+                },
+            },
+            "GPU",
+        ),
         ({"retryStrategy": {"attempts": 11}}, "attempts"),
         ({"retryStrategy": {"evaluateOnExit": [{"action": "EXIT", "onExitCode": "1"}]}}, "attempts"),
-        ({"retryStrategy": {"attempts": 2, "evaluateOnExit": [{"action": "EXIT", "onExitCode": "a*"}]}},
-         "onExitCode"),
-        ({"retryStrategy": {"attempts": 2, "evaluateOnExit": [{"action": "EXIT", "onReason": "a*b"}]}}, "onReason"),
+        (
+            {"retryStrategy": {"attempts": 2, "evaluateOnExit": [{"action": "EXIT", "onExitCode": "a*"}]}},
+            "onExitCode",
+        ),
+        (
+            {"retryStrategy": {"attempts": 2, "evaluateOnExit": [{"action": "EXIT", "onReason": "a*b"}]}},
+            "onReason",
+        ),
         ({"retryStrategy": {"attempts": 2, "evaluateOnExit": [{"action": "MAYBE"}]}}, "MAYBE"),
         ({"timeout": {"attemptDurationSeconds": 0}}, "attemptDurationSeconds"),
         ({"schedulingPriority": 10000}, "schedulingPriority"),
         ({"tags": {"aws:x": "y"}}, "aws:"),
-        ({"nodeProperties": {"numNodes": 1, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0"}]}},
-         "exactly one"),
+        (
+            {"nodeProperties": {"numNodes": 1, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0"}]}},
+            "exactly one",
+        ),
     ],
 )
 def test_register_rejects(batch, unique, kwargs, words):
-    args = {"jobDefinitionName": unique("jd"), "type": "container", "containerProperties": CONTAINER, **kwargs}
+    args = {
+        "jobDefinitionName": unique("jd"),
+        "type": "container",
+        "containerProperties": CONTAINER,
+        **kwargs,
+    }
     with pytest.raises(batch.exceptions.ClientException) as exc:
         batch.register_job_definition(**args)
     assert words in client_error(exc)
@@ -173,11 +248,17 @@ def test_register_rejects(batch, unique, kwargs, words):
 
 def test_fargate_values_accepted(batch, unique):
     name = unique("jd")
-    register(batch, name, platformCapabilities=["FARGATE"],
-             containerProperties={"image": "b", "resourceRequirements": [{"type": "VCPU", "value": "0.25"},
-                                                                         {"type": "MEMORY", "value": "512"}],
-                                  "networkConfiguration": {"assignPublicIp": "ENABLED"},
-                                  "fargatePlatformConfiguration": {"platformVersion": "LATEST"}})
+    register(
+        batch,
+        name,
+        platformCapabilities=["FARGATE"],
+        containerProperties={
+            "image": "b",
+            "resourceRequirements": [{"type": "VCPU", "value": "0.25"}, {"type": "MEMORY", "value": "512"}],
+            "networkConfiguration": {"assignPublicIp": "ENABLED"},
+            "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
+        },
+    )
     (doc,) = describe(batch, jobDefinitions=[f"{name}:1"])
     assert doc["platformCapabilities"] == ["FARGATE"]
     assert doc["containerProperties"]["networkConfiguration"] == {"assignPublicIp": "ENABLED"}
@@ -186,19 +267,52 @@ def test_fargate_values_accepted(batch, unique):
 def test_multinode(batch, unique):
     name = unique("jd")
     node = {"image": "busybox", "command": ["hostname"], "vcpus": 1, "memory": 64}
-    props = {"numNodes": 3, "mainNode": 0,
-             "nodeRangeProperties": [{"targetNodes": "0", "container": node}, {"targetNodes": "1:", "container": node}]}
+    props = {
+        "numNodes": 3,
+        "mainNode": 0,
+        "nodeRangeProperties": [
+            {"targetNodes": "0", "container": node},
+            {"targetNodes": "1:", "container": node},
+        ],
+    }
     register(batch, name, type="multinode", containerProperties=None, nodeProperties=props)
     (doc,) = describe(batch, jobDefinitions=[f"{name}:1"])
     assert doc["type"] == "multinode" and doc["nodeProperties"]["numNodes"] == 3
     assert doc["nodeProperties"]["nodeRangeProperties"][1]["container"]["command"] == ["hostname"]
     bad = [
-        ({"numNodes": 2, "mainNode": 2, "nodeRangeProperties": [{"targetNodes": "0:1", "container": node}]}, "mainNode"),
-        ({"numNodes": 3, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:1", "container": node}]}, "cover"),
-        ({"numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:5", "container": node}]}, "outside"),
+        (
+            {
+                "numNodes": 2,
+                "mainNode": 2,
+                "nodeRangeProperties": [{"targetNodes": "0:1", "container": node}],
+            },
+            "mainNode",
+        ),
+        (
+            {
+                "numNodes": 3,
+                "mainNode": 0,
+                "nodeRangeProperties": [{"targetNodes": "0:1", "container": node}],
+            },
+            "cover",
+        ),
+        (
+            {
+                "numNodes": 2,
+                "mainNode": 0,
+                "nodeRangeProperties": [{"targetNodes": "0:5", "container": node}],
+            },
+            "outside",
+        ),
         ({"numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:1"}]}, "container"),
-        ({"numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:1", "container": {"vcpus": 1}}]},
-         "image"),
+        (
+            {
+                "numNodes": 2,
+                "mainNode": 0,
+                "nodeRangeProperties": [{"targetNodes": "0:1", "container": {"vcpus": 1}}],
+            },
+            "image",
+        ),
     ]
     for np_, words in bad:
         with pytest.raises(batch.exceptions.ClientException) as exc:
@@ -208,8 +322,9 @@ def test_multinode(batch, unique):
         batch.register_job_definition(jobDefinitionName=name, type="multinode")
     assert "nodeProperties" in client_error(exc)
     with pytest.raises(batch.exceptions.ClientException) as exc:
-        batch.register_job_definition(jobDefinitionName=name, type="multinode", nodeProperties=props,
-                                      platformCapabilities=["FARGATE"])
+        batch.register_job_definition(
+            jobDefinitionName=name, type="multinode", nodeProperties=props, platformCapabilities=["FARGATE"]
+        )
     assert "Fargate" in client_error(exc)
 
 
@@ -226,7 +341,9 @@ def test_ecs_and_eks_properties(batch, unique):
     with pytest.raises(batch.exceptions.ClientException) as exc:
         register(batch, ecs_name, ecsProperties=ecs)  # with containerProperties too
     assert "exactly one" in client_error(exc)
-    bad_env = {"taskProperties": [{"containers": [{"image": "b", "environment": [{"name": "AWS_BATCH_JOB_ID"}]}]}]}
+    bad_env = {
+        "taskProperties": [{"containers": [{"image": "b", "environment": [{"name": "AWS_BATCH_JOB_ID"}]}]}]
+    }
     with pytest.raises(batch.exceptions.ClientException) as exc:
         register(batch, ecs_name, containerProperties=None, ecsProperties=bad_env)
     assert "AWS_BATCH" in client_error(exc)
@@ -235,8 +352,12 @@ def test_ecs_and_eks_properties(batch, unique):
 def test_deregister_errors(batch, unique):
     name = unique("jd")
     register(batch, name)
-    for ref, words in [(name, "name:revision"), (f"{name}:2", "does not exist"), ("x:y:z", "name:revision"),
-                       (f"arn:aws:batch:us-east-1:999999999999:job-definition/{name}:1", "name:revision")]:
+    for ref, words in [
+        (name, "name:revision"),
+        (f"{name}:2", "does not exist"),
+        ("x:y:z", "name:revision"),
+        (f"arn:aws:batch:us-east-1:999999999999:job-definition/{name}:1", "name:revision"),
+    ]:
         with pytest.raises(batch.exceptions.ClientException) as exc:
             batch.deregister_job_definition(jobDefinition=ref)
         assert words in client_error(exc), ref
@@ -244,8 +365,18 @@ def test_deregister_errors(batch, unique):
 
 def test_aws_cli(server, unique):
     name = unique("jd")
-    out = server.aws("batch", "register-job-definition", "--job-definition-name", name, "--type", "container",
-                     "--container-properties", json.dumps(CONTAINER), "--parameters", "msg=hello")
+    out = server.aws(
+        "batch",
+        "register-job-definition",
+        "--job-definition-name",
+        name,
+        "--type",
+        "container",
+        "--container-properties",
+        json.dumps(CONTAINER),
+        "--parameters",
+        "msg=hello",
+    )
     assert out["revision"] == 1
     got = server.aws("batch", "describe-job-definitions", "--job-definition-name", name, "--status", "ACTIVE")
     assert got["jobDefinitions"][0]["parameters"] == {"msg": "hello"}

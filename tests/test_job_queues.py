@@ -18,10 +18,16 @@ def client_error(excinfo) -> str:
 
 def make_ce(batch, unique, cr_type: str = "EC2", orchestration: str = "ECS") -> str:
     name = unique("ce")
-    args = {"computeEnvironmentName": name, "type": "MANAGED", "computeResources": {"type": cr_type, "maxvCpus": 4}}
+    args = {
+        "computeEnvironmentName": name,
+        "type": "MANAGED",
+        "computeResources": {"type": cr_type, "maxvCpus": 4},
+    }
     if orchestration == "EKS":
-        args["eksConfiguration"] = {"eksClusterArn": "arn:aws:eks:us-east-1:123456789012:cluster/c",
-                                    "kubernetesNamespace": "batch"}
+        args["eksConfiguration"] = {
+            "eksClusterArn": "arn:aws:eks:us-east-1:123456789012:cluster/c",
+            "kubernetesNamespace": "batch",
+        }
     return batch.create_compute_environment(**args)["computeEnvironmentArn"]
 
 
@@ -35,15 +41,21 @@ def describe_q(batch, ref: str) -> dict | None:
 
 
 def wait_valid(batch, ref: str) -> dict:
-    return wait_for(lambda: (d := describe_q(batch, ref)) and d["status"] == "VALID" and d, timeout=10,
-                    message=f"{ref} VALID")
+    return wait_for(
+        lambda: (d := describe_q(batch, ref)) and d["status"] == "VALID" and d,
+        timeout=10,
+        message=f"{ref} VALID",
+    )
 
 
 def make_queue(batch, unique, ces: list[str], **kw) -> str:
     name = unique("q")
-    batch.create_job_queue(jobQueueName=name, priority=kw.pop("priority", 1),
-                           computeEnvironmentOrder=[{"order": i, "computeEnvironment": c} for i, c in enumerate(ces)],
-                           **kw)
+    batch.create_job_queue(
+        jobQueueName=name,
+        priority=kw.pop("priority", 1),
+        computeEnvironmentOrder=[{"order": i, "computeEnvironment": c} for i, c in enumerate(ces)],
+        **kw,
+    )
     wait_valid(batch, name)
     return name
 
@@ -54,8 +66,14 @@ def test_create_and_describe(batch, unique):
     name = unique("q")
     actions = [{"reason": "stuck", "state": "RUNNABLE", "maxTimeSeconds": 600, "action": "CANCEL"}]
     out = batch.create_job_queue(
-        jobQueueName=name, priority=7, tags={"a": "b"}, jobStateTimeLimitActions=actions,
-        computeEnvironmentOrder=[{"order": 2, "computeEnvironment": ce2}, {"order": 1, "computeEnvironment": ce1_name}],
+        jobQueueName=name,
+        priority=7,
+        tags={"a": "b"},
+        jobStateTimeLimitActions=actions,
+        computeEnvironmentOrder=[
+            {"order": 2, "computeEnvironment": ce2},
+            {"order": 1, "computeEnvironment": ce1_name},
+        ],
     )
     arn = f"{ACCOUNT_PREFIX}:job-queue/{name}"
     assert out["jobQueueName"] == name and out["jobQueueArn"] == arn
@@ -69,7 +87,10 @@ def test_create_and_describe(batch, unique):
         "statusReason": "JobQueue Healthy",
         "priority": 7,
         # CE names are stored as ARNs, in the order given.
-        "computeEnvironmentOrder": [{"order": 2, "computeEnvironment": ce2}, {"order": 1, "computeEnvironment": ce1}],
+        "computeEnvironmentOrder": [
+            {"order": 2, "computeEnvironment": ce2},
+            {"order": 1, "computeEnvironment": ce1},
+        ],
         "jobQueueType": "ECS",
         "tags": {"a": "b"},
         "jobStateTimeLimitActions": actions,
@@ -77,7 +98,9 @@ def test_create_and_describe(batch, unique):
 
 
 def test_queue_type_follows_compute_environments(batch, unique):
-    fargate = make_queue(batch, unique, [make_ce(batch, unique, "FARGATE"), make_ce(batch, unique, "FARGATE_SPOT")])
+    fargate = make_queue(
+        batch, unique, [make_ce(batch, unique, "FARGATE"), make_ce(batch, unique, "FARGATE_SPOT")]
+    )
     assert describe_q(batch, fargate)["jobQueueType"] == "ECS_FARGATE"
     eks = make_queue(batch, unique, [make_ce(batch, unique, orchestration="EKS")])
     assert describe_q(batch, eks)["jobQueueType"] == "EKS"
@@ -91,21 +114,44 @@ def test_create_rejects(batch, unique):
     four = [make_ce(batch, unique) for _ in range(4)]
     cases = [
         ([{"order": 1, "computeEnvironment": "no-such-ce"}], {}, "does not exist"),
-        ([{"order": 1, "computeEnvironment": ec2}, {"order": 1, "computeEnvironment": four[0]}], {}, "order 1"),
-        ([{"order": 1, "computeEnvironment": ec2}, {"order": 2, "computeEnvironment": ec2}], {}, "more than once"),
+        (
+            [{"order": 1, "computeEnvironment": ec2}, {"order": 1, "computeEnvironment": four[0]}],
+            {},
+            "order 1",
+        ),
+        (
+            [{"order": 1, "computeEnvironment": ec2}, {"order": 2, "computeEnvironment": ec2}],
+            {},
+            "more than once",
+        ),
         ([{"order": i, "computeEnvironment": c} for i, c in enumerate(four)], {}, "3"),
         ([], {}, "computeEnvironmentOrder"),
         ([{"order": 1, "computeEnvironment": ec2}, {"order": 2, "computeEnvironment": fargate}], {}, "mixed"),
-        ([{"order": 1, "computeEnvironment": ec2}], {"schedulingPolicyArn": f"{ACCOUNT_PREFIX}:scheduling-policy/none"},
-         "does not exist"),
+        (
+            [{"order": 1, "computeEnvironment": ec2}],
+            {"schedulingPolicyArn": f"{ACCOUNT_PREFIX}:scheduling-policy/none"},
+            "does not exist",
+        ),
         ([{"order": 1, "computeEnvironment": ec2}], {"priority": 1001}, "priority"),
         ([{"order": 1, "computeEnvironment": ec2}], {"state": "PAUSED"}, "PAUSED"),
-        ([{"order": 1, "computeEnvironment": ec2}],
-         {"jobStateTimeLimitActions": [{"reason": "r", "state": "RUNNABLE", "maxTimeSeconds": 86401, "action": "CANCEL"}]},
-         "maxTimeSeconds"),
-        ([{"order": 1, "computeEnvironment": ec2}],
-         {"jobStateTimeLimitActions": [{"reason": "r", "state": "RUNNING", "maxTimeSeconds": 600, "action": "CANCEL"}]},
-         "RUNNING"),
+        (
+            [{"order": 1, "computeEnvironment": ec2}],
+            {
+                "jobStateTimeLimitActions": [
+                    {"reason": "r", "state": "RUNNABLE", "maxTimeSeconds": 86401, "action": "CANCEL"}
+                ]
+            },
+            "maxTimeSeconds",
+        ),
+        (
+            [{"order": 1, "computeEnvironment": ec2}],
+            {
+                "jobStateTimeLimitActions": [
+                    {"reason": "r", "state": "RUNNING", "maxTimeSeconds": 600, "action": "CANCEL"}
+                ]
+            },
+            "RUNNING",
+        ),
         ([{"order": 1, "computeEnvironment": ec2}], {"tags": {"aws:reserved": "x"}}, "aws:"),
     ]
     for order, extra, words in cases:
@@ -119,11 +165,16 @@ def test_duplicate_name_and_bad_name(batch, unique):
     ce = make_ce(batch, unique)
     name = make_queue(batch, unique, [ce])
     with pytest.raises(batch.exceptions.ClientException) as exc:
-        batch.create_job_queue(jobQueueName=name, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])
+        batch.create_job_queue(
+            jobQueueName=name, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
+        )
     assert "already exists" in client_error(exc)
     with pytest.raises(batch.exceptions.ClientException) as exc:
-        batch.create_job_queue(jobQueueName="bad name", priority=1,
-                               computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])
+        batch.create_job_queue(
+            jobQueueName="bad name",
+            priority=1,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+        )
     assert "jobQueueName" in client_error(exc)
 
 
@@ -131,7 +182,9 @@ def test_missing_priority_server_side(server, batch, unique):
     raw = server.client(parameter_validation=False)
     ce = make_ce(batch, unique)
     with pytest.raises(raw.exceptions.ClientException) as exc:
-        raw.create_job_queue(jobQueueName=unique("q"), computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])
+        raw.create_job_queue(
+            jobQueueName=unique("q"), computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
+        )
     assert "priority" in client_error(exc)
 
 
@@ -139,12 +192,19 @@ def test_update(batch, unique):
     ce1, ce2 = make_ce(batch, unique), make_ce(batch, unique)
     name = make_queue(batch, unique, [ce1])
     out = batch.update_job_queue(
-        jobQueue=name, state="DISABLED", priority=99,
+        jobQueue=name,
+        state="DISABLED",
+        priority=99,
         computeEnvironmentOrder=[{"order": 5, "computeEnvironment": ce2}],
-        jobStateTimeLimitActions=[{"reason": "r", "state": "RUNNABLE", "maxTimeSeconds": 700, "action": "CANCEL"}],
+        jobStateTimeLimitActions=[
+            {"reason": "r", "state": "RUNNABLE", "maxTimeSeconds": 700, "action": "CANCEL"}
+        ],
     )
-    assert out == {"jobQueueName": name, "jobQueueArn": f"{ACCOUNT_PREFIX}:job-queue/{name}",
-                   "ResponseMetadata": out["ResponseMetadata"]}
+    assert out == {
+        "jobQueueName": name,
+        "jobQueueArn": f"{ACCOUNT_PREFIX}:job-queue/{name}",
+        "ResponseMetadata": out["ResponseMetadata"],
+    }
     assert describe_q(batch, name)["status"] in ("UPDATING", "VALID")
     doc = wait_valid(batch, name)
     assert doc["state"] == "DISABLED" and doc["priority"] == 99
@@ -156,7 +216,9 @@ def test_update(batch, unique):
         batch.update_job_queue(jobQueue=unique("missing"), priority=1)
     assert "does not exist" in client_error(exc)
     with pytest.raises(batch.exceptions.ClientException) as exc:
-        batch.update_job_queue(jobQueue=name, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "nope"}])
+        batch.update_job_queue(
+            jobQueue=name, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "nope"}]
+        )
     assert "does not exist" in client_error(exc)
 
 
@@ -202,9 +264,13 @@ def test_delete_fails_waiting_jobs(batch, unique):
     batch.create_compute_environment(computeEnvironmentName=ce, type="UNMANAGED", unmanagedvCpus=0)
     queue = make_queue(batch, unique, [ce])
     jd = batch.register_job_definition(
-        jobDefinitionName=unique("jd"), type="container",
-        containerProperties={"image": "busybox", "command": ["true"],
-                             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "16"}]},
+        jobDefinitionName=unique("jd"),
+        type="container",
+        containerProperties={
+            "image": "busybox",
+            "command": ["true"],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "16"}],
+        },
     )["jobDefinitionArn"]
     job_id = batch.submit_job(jobName="j", jobQueue=queue, jobDefinition=jd)["jobId"]
     batch.update_job_queue(jobQueue=queue, state="DISABLED")
@@ -223,7 +289,11 @@ def test_pagination_and_cli(make_server):
     batch = srv.client()
     batch.create_compute_environment(computeEnvironmentName="ce", type="UNMANAGED", unmanagedvCpus=1)
     for i in range(5):
-        batch.create_job_queue(jobQueueName=f"q{i}", priority=i, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}])
+        batch.create_job_queue(
+            jobQueueName=f"q{i}",
+            priority=i,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "ce"}],
+        )
     pages = list(batch.get_paginator("describe_job_queues").paginate(PaginationConfig={"PageSize": 2}))
     assert [len(p["jobQueues"]) for p in pages] == [2, 2, 1]
     assert [q["jobQueueName"] for p in pages for q in p["jobQueues"]] == [f"q{i}" for i in range(5)]

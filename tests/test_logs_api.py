@@ -40,7 +40,9 @@ def add_job(
     streams = [logstreams.stream_name(jd, job_id, n) for n in range(1, attempts + 1)]
     now = int(time.time() * 1000)
     runtime = {
-        "attempts": [{"container": {"logStreamName": s, "exitCode": 1}, "startedAt": now} for s in streams[:-1]],
+        "attempts": [
+            {"container": {"logStreamName": s, "exitCode": 1}, "startedAt": now} for s in streams[:-1]
+        ],
         "container": {"logStreamName": streams[-1]},
     }
     con = sqlite3.connect(server.data_dir / "batchd.sqlite3", timeout=10)
@@ -152,7 +154,9 @@ def test_default_returns_tail_and_backward_paging(server, logs, unique) -> None:
     assert seen == [f"l{i}" for i in range(10)]
     # Forward again from a backward page.
     page = logs.get_log_events(logGroupName=GROUP, logStreamName=stream, limit=3, nextToken=token)
-    fwd = logs.get_log_events(logGroupName=GROUP, logStreamName=stream, limit=4, nextToken=page["nextForwardToken"])
+    fwd = logs.get_log_events(
+        logGroupName=GROUP, logStreamName=stream, limit=4, nextToken=page["nextForwardToken"]
+    )
     assert messages(fwd) == ["l0", "l1", "l2", "l3"]
 
 
@@ -177,11 +181,15 @@ def test_time_range(server, logs, unique) -> None:
     append(server, job_id, "late 1\nlate 2\n", mtime_ms=2_000_000)
     both = logs.get_log_events(logGroupName=GROUP, logStreamName=stream, startFromHead=True)
     assert [e["timestamp"] for e in both["events"]] == [1_000_000, 1_000_000, 2_000_000, 2_000_000]
-    late = logs.get_log_events(logGroupName=GROUP, logStreamName=stream, startTime=1_500_000, startFromHead=True)
+    late = logs.get_log_events(
+        logGroupName=GROUP, logStreamName=stream, startTime=1_500_000, startFromHead=True
+    )
     assert messages(late) == ["late 1", "late 2"]
     early = logs.get_log_events(logGroupName=GROUP, logStreamName=stream, endTime=2_000_000)
     assert messages(early) == ["early 1", "early 2"]
-    exact = logs.get_log_events(logGroupName=GROUP, logStreamName=stream, startTime=2_000_000, endTime=2_000_001)
+    exact = logs.get_log_events(
+        logGroupName=GROUP, logStreamName=stream, startTime=2_000_000, endTime=2_000_001
+    )
     assert messages(exact) == ["late 1", "late 2"]
 
 
@@ -329,7 +337,9 @@ def test_describe_log_streams_other_region_hidden(server, logs, unique) -> None:
 def test_aws_cli_describe_log_streams(server, unique) -> None:
     base = unique("cli")
     _, streams = add_job(server, base, attempts=3)
-    out = server.aws("logs", "describe-log-streams", "--log-group-name", GROUP, "--log-stream-name-prefix", base)
+    out = server.aws(
+        "logs", "describe-log-streams", "--log-group-name", GROUP, "--log-stream-name-prefix", base
+    )
     assert [s["logStreamName"] for s in out["logStreams"]] == sorted(streams)
 
 
@@ -377,7 +387,9 @@ def test_filter_log_events_paging_and_time(server, logs, unique) -> None:
     )
     got = [(e["message"], e["timestamp"]) for page in pages for e in page["events"]]
     assert got == [("a1 hit", 1_000_000), ("b1 hit", 1_500_000), ("a3 hit", 2_000_000)]  # interleaved by time
-    ranged = logs.filter_log_events(logGroupName=GROUP, logStreamNamePrefix=base, startTime=1_200_000, endTime=2_000_000)
+    ranged = logs.filter_log_events(
+        logGroupName=GROUP, logStreamNamePrefix=base, startTime=1_200_000, endTime=2_000_000
+    )
     assert messages(ranged) == ["b1 hit"]
     cli = server.aws("logs", "filter-log-events", "--log-group-name", GROUP, "--log-stream-name-prefix", base,
                      "--filter-pattern", "hit")  # fmt: skip

@@ -29,13 +29,25 @@ def test_create_describe_update_delete(batch, unique):
     out = batch.create_scheduling_policy(name=name, fairsharePolicy=FAIRSHARE, tags={"k": "v"})
     arn = f"{PREFIX}/{name}"
     assert (out["name"], out["arn"]) == (name, arn)
-    assert describe(batch, arn) == {"name": name, "arn": arn, "fairsharePolicy": FAIRSHARE, "tags": {"k": "v"}}
-    listed = [p["arn"] for p in batch.get_paginator("list_scheduling_policies").paginate().build_full_result()[
-        "schedulingPolicies"]]
+    assert describe(batch, arn) == {
+        "name": name,
+        "arn": arn,
+        "fairsharePolicy": FAIRSHARE,
+        "tags": {"k": "v"},
+    }
+    listed = [
+        p["arn"]
+        for p in batch.get_paginator("list_scheduling_policies")
+        .paginate()
+        .build_full_result()["schedulingPolicies"]
+    ]
     assert arn in listed
     batch.update_scheduling_policy(arn=arn, fairsharePolicy={"shareDecaySeconds": 10})
-    assert describe(batch, arn)["fairsharePolicy"] == {"shareDecaySeconds": 10, "computeReservation": 0,
-                                                       "shareDistribution": []}
+    assert describe(batch, arn)["fairsharePolicy"] == {
+        "shareDecaySeconds": 10,
+        "computeReservation": 0,
+        "shareDistribution": [],
+    }
     batch.delete_scheduling_policy(arn=arn)
     assert describe(batch, arn) is None
     with pytest.raises(batch.exceptions.ClientException) as exc:
@@ -49,7 +61,9 @@ def test_defaults_and_duplicates(batch, unique):
     name = unique("sp")
     arn = batch.create_scheduling_policy(name=name)["arn"]
     assert describe(batch, arn) == {
-        "name": name, "arn": arn, "tags": {},
+        "name": name,
+        "arn": arn,
+        "tags": {},
         "fairsharePolicy": {"shareDecaySeconds": 0, "computeReservation": 0, "shareDistribution": []},
     }
     with pytest.raises(batch.exceptions.ClientException) as exc:
@@ -61,7 +75,9 @@ def test_defaults_and_duplicates(batch, unique):
 
 def test_describe_rules(batch, unique):
     arn = batch.create_scheduling_policy(name=unique("sp"))["arn"]
-    got = batch.describe_scheduling_policies(arns=[arn, f"{PREFIX}/nope", arn, "not-an-arn"])["schedulingPolicies"]
+    got = batch.describe_scheduling_policies(arns=[arn, f"{PREFIX}/nope", arn, "not-an-arn"])[
+        "schedulingPolicies"
+    ]
     assert [p["arn"] for p in got] == [arn]
     with pytest.raises(batch.exceptions.ClientException):
         batch.describe_scheduling_policies(arns=[])
@@ -92,26 +108,32 @@ def test_fairshare_validation(batch, unique, policy, words):
 
 
 def test_valid_edges(batch, unique):
-    policy = {"shareDecaySeconds": 604800, "computeReservation": 99, "shareDistribution": [
-        {"shareIdentifier": "x" * 255, "weightFactor": 0.0001},
-        {"shareIdentifier": "UserA*", "weightFactor": 999.9999},
-        {"shareIdentifier": "UserB1"},
-        {"shareIdentifier": "UserB2*"},
-    ]}
+    policy = {
+        "shareDecaySeconds": 604800,
+        "computeReservation": 99,
+        "shareDistribution": [
+            {"shareIdentifier": "x" * 255, "weightFactor": 0.0001},
+            {"shareIdentifier": "UserA*", "weightFactor": 999.9999},
+            {"shareIdentifier": "UserB1"},
+            {"shareIdentifier": "UserB2*"},
+        ],
+    }
     arn = batch.create_scheduling_policy(name=unique("sp"), fairsharePolicy=policy)["arn"]
     assert describe(batch, arn)["fairsharePolicy"] == policy
 
 
 def test_quota_share_policy_type_is_fixed(batch, unique):
-    arn = batch.create_scheduling_policy(name=unique("sp"), quotaSharePolicy={"idleResourceAssignmentStrategy": "FIFO"})[
-        "arn"]
+    arn = batch.create_scheduling_policy(
+        name=unique("sp"), quotaSharePolicy={"idleResourceAssignmentStrategy": "FIFO"}
+    )["arn"]
     assert describe(batch, arn)["quotaSharePolicy"] == {"idleResourceAssignmentStrategy": "FIFO"}
     with pytest.raises(batch.exceptions.ClientException) as exc:
         batch.update_scheduling_policy(arn=arn, fairsharePolicy={"shareDecaySeconds": 1})
     assert "can't change" in client_error(exc)
     with pytest.raises(batch.exceptions.ClientException):
-        batch.create_scheduling_policy(name=unique("sp"), fairsharePolicy={},
-                                       quotaSharePolicy={"idleResourceAssignmentStrategy": "FIFO"})
+        batch.create_scheduling_policy(
+            name=unique("sp"), fairsharePolicy={}, quotaSharePolicy={"idleResourceAssignmentStrategy": "FIFO"}
+        )
 
 
 def test_attached_policy_cannot_be_deleted(batch, unique):
@@ -119,8 +141,12 @@ def test_attached_policy_cannot_be_deleted(batch, unique):
     ce = unique("ce")
     batch.create_compute_environment(computeEnvironmentName=ce, type="UNMANAGED", unmanagedvCpus=1)
     queue = unique("q")
-    batch.create_job_queue(jobQueueName=queue, priority=1, schedulingPolicyArn=arn,
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])
+    batch.create_job_queue(
+        jobQueueName=queue,
+        priority=1,
+        schedulingPolicyArn=arn,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+    )
     with pytest.raises(batch.exceptions.ClientException) as exc:
         batch.delete_scheduling_policy(arn=arn)
     assert queue in client_error(exc)

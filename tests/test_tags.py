@@ -16,19 +16,30 @@ def client_error(excinfo) -> str:
 
 def make_all(batch, unique) -> dict[str, str]:
     """One tagged resource of each kind; returns kind -> ARN."""
-    ce = batch.create_compute_environment(computeEnvironmentName=unique("ce"), type="UNMANAGED", unmanagedvCpus=1,
-                                          tags={"kind": "ce"})["computeEnvironmentArn"]
+    ce = batch.create_compute_environment(
+        computeEnvironmentName=unique("ce"), type="UNMANAGED", unmanagedvCpus=1, tags={"kind": "ce"}
+    )["computeEnvironmentArn"]
     sp = batch.create_scheduling_policy(name=unique("sp"), tags={"kind": "sp"})["arn"]
-    jq = batch.create_job_queue(jobQueueName=unique("q"), priority=1, tags={"kind": "jq"},
-                                computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])["jobQueueArn"]
-    jd = batch.register_job_definition(jobDefinitionName=unique("jd"), type="container", tags={"kind": "jd"},
-                                       containerProperties={"image": "busybox"})["jobDefinitionArn"]
+    jq = batch.create_job_queue(
+        jobQueueName=unique("q"),
+        priority=1,
+        tags={"kind": "jq"},
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+    )["jobQueueArn"]
+    jd = batch.register_job_definition(
+        jobDefinitionName=unique("jd"),
+        type="container",
+        tags={"kind": "jd"},
+        containerProperties={"image": "busybox"},
+    )["jobDefinitionArn"]
     return {"ce": ce, "sp": sp, "jq": jq, "jd": jd}
 
 
 def describe_tags(batch, kind: str, arn: str) -> dict:
     if kind == "ce":
-        return batch.describe_compute_environments(computeEnvironments=[arn])["computeEnvironments"][0]["tags"]
+        return batch.describe_compute_environments(computeEnvironments=[arn])["computeEnvironments"][0][
+            "tags"
+        ]
     if kind == "jq":
         return batch.describe_job_queues(jobQueues=[arn])["jobQueues"][0]["tags"]
     if kind == "sp":
@@ -50,8 +61,13 @@ def test_tag_untag_list_every_kind(batch, unique):
 
 def test_job_tags_and_child_arns(batch, unique):
     arns = make_all(batch, unique)
-    job = batch.submit_job(jobName="tagged", jobQueue=arns["jq"], jobDefinition=arns["jd"], tags={"a": "1"},
-                           arrayProperties={"size": 2})
+    job = batch.submit_job(
+        jobName="tagged",
+        jobQueue=arns["jq"],
+        jobDefinition=arns["jd"],
+        tags={"a": "1"},
+        arrayProperties={"size": 2},
+    )
     job_arn = job["jobArn"]
     assert job_arn == f"{PREFIX}:job/{job['jobId']}"
     assert batch.list_tags_for_resource(resourceArn=job_arn)["tags"] == {"a": "1"}
@@ -80,9 +96,11 @@ def test_job_tags_and_child_arns(batch, unique):
     ],
 )
 def test_unknown_arns(batch, arn):
-    for call in (lambda: batch.list_tags_for_resource(resourceArn=arn),
-                 lambda: batch.tag_resource(resourceArn=arn, tags={"a": "b"}),
-                 lambda: batch.untag_resource(resourceArn=arn, tagKeys=["a"])):
+    for call in (
+        lambda: batch.list_tags_for_resource(resourceArn=arn),
+        lambda: batch.tag_resource(resourceArn=arn, tags={"a": "b"}),
+        lambda: batch.untag_resource(resourceArn=arn, tagKeys=["a"]),
+    ):
         with pytest.raises(batch.exceptions.ClientException) as exc:
             call()
         assert "not found" in client_error(exc)
@@ -103,7 +121,12 @@ def test_foreign_and_malformed_arns(server, batch, unique):
     jd_without_revision = arns["jd"].rsplit(":", 1)[0]
     with pytest.raises(batch.exceptions.ClientException):
         batch.list_tags_for_resource(resourceArn=jd_without_revision)
-    for bad in ("not-an-arn", "arn:aws:s3:::bucket", f"{PREFIX}:thing/x", "arn:aws:batch:us-east-1:12:job-queue/q"):
+    for bad in (
+        "not-an-arn",
+        "arn:aws:s3:::bucket",
+        f"{PREFIX}:thing/x",
+        "arn:aws:batch:us-east-1:12:job-queue/q",
+    ):
         with pytest.raises(batch.exceptions.ClientException) as exc:
             batch.list_tags_for_resource(resourceArn=bad)
         assert "ARN" in client_error(exc)
@@ -150,9 +173,14 @@ def test_aws_cli(server, unique):
     batch = server.client()
     arn = make_all(batch, unique)["jd"]  # a job-definition ARN has a ':' in the path part
     server.aws("batch", "tag-resource", "--resource-arn", arn, "--tags", "x=1,y=2")
-    assert server.aws("batch", "list-tags-for-resource", "--resource-arn", arn)["tags"] == {"kind": "jd", "x": "1",
-                                                                                        "y": "2"}
+    assert server.aws("batch", "list-tags-for-resource", "--resource-arn", arn)["tags"] == {
+        "kind": "jd",
+        "x": "1",
+        "y": "2",
+    }
     server.aws("batch", "untag-resource", "--resource-arn", arn, "--tag-keys", "x", "kind")
     assert server.aws("batch", "list-tags-for-resource", "--resource-arn", arn)["tags"] == {"y": "2"}
-    err = server.aws("batch", "list-tags-for-resource", "--resource-arn", f"{PREFIX}:job-queue/nope", check=False)
+    err = server.aws(
+        "batch", "list-tags-for-resource", "--resource-arn", f"{PREFIX}:job-queue/nope", check=False
+    )
     assert "ClientException" in err

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from batchd.api import model
+from batchd.api import model, validate
 from batchd.api.auth import Authenticator
 from batchd.api.errors import ApiError, ClientException, NotImplementedOperation, ServerException
 from batchd.api.registry import HANDLERS, RequestContext
@@ -41,6 +41,8 @@ class BatchdASGI:
     def __init__(self, service: Any) -> None:
         self.service = service
         self.auth = Authenticator(service.settings.credentials)
+        validate.set_min_attempt_duration(service.settings.min_attempt_duration_seconds)
+        validate.set_min_state_time_limit(service.settings.min_state_time_limit_seconds)
         # Import the handler modules so that they register.
         import batchd.handlers  # noqa: F401
 

@@ -10,9 +10,10 @@ Two sources of rules:
 * `LIMITS`: a declarative table of documented limits the model does not encode, keyed by
   (operation or shape name, member path relative to it).
 
-Each operation's input shape is compiled once into a tree of closures (cached by operation), so a request
-costs a few microseconds. The first problem found is raised as a ClientException whose message names the
-dotted path (with list indexes) and the offending value, in the AWS style:
+On first use, each operation's input shape is compiled into generated Python source with every check
+inlined. Big structures that repeat become shared functions. The result is cached per operation, so a
+request costs a few microseconds. The first problem found is raised as a ClientException whose message names
+the dotted path (with list indexes) and the offending value, in the AWS style:
 
     1 validation error detected: Value 'FOO' at 'jobQueue.state' failed to satisfy constraint:
     Member must satisfy enum value set: [ENABLED, DISABLED]

@@ -179,7 +179,7 @@ class LocalExecutor:
     # -- terminate -----------------------------------------------------------------------------------------
 
     async def terminate(self, handle: dict[str, Any], grace_seconds: float) -> None:
-        """SIGTERM the group, SIGKILL it after the grace; returns once no process of the group is left."""
+        """SIGTERM the group, SIGKILL it after the grace; returns once no process of the group runs."""
         pgid = int(handle["pgid"])
         watch = self._adopt(handle)
         if watch.future.done():
@@ -207,7 +207,7 @@ class LocalExecutor:
                 tmp = workdir / (EXIT_CODE_FILE + ".tmp")
                 tmp.write_text(f"{128 + signal.SIGKILL}\n")
                 tmp.replace(workdir / EXIT_CODE_FILE)
-        # Killed members are reaped by init, not by us: wait until none is left, so callers see a clean slate.
+        # Killed grandchildren are reaped by init, not by us: wait until none of them runs any more.
         await _wait_group_gone(pgid, _KILL_WAIT_SECONDS)
 
     # -- is_alive ------------------------------------------------------------------------------------------
@@ -335,11 +335,30 @@ def _killpg(pgid: int, sig: int) -> bool:
     return True
 
 
+def _group_has_live_member(pgid: int) -> bool:
+    """Is any non-zombie process in the group? (Killed members stay zombies until their reaper, often init,
+    gets to them; on some hosts that takes a second or two, and they no longer run.)"""
+    if not _killpg(pgid, 0):
+        return False
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                data = Path(entry.path, "stat").read_bytes()
+            except OSError:
+                continue
+            rest = data[data.rfind(b")") + 2 :].split()
+            if len(rest) > 2 and rest[2] == str(pgid).encode() and rest[0] != b"Z":
+                return True
+    return False
+
+
 async def _wait_group_gone(pgid: int, timeout: float) -> bool:
-    """Poll until no process (zombies included) is left in the group; False if still there at the timeout."""
+    """Poll until no process of the group runs any more; False if one still does at the timeout."""
     deadline = time.monotonic() + max(0.0, timeout)
     delay = 0.005
-    while _killpg(pgid, 0):
+    while _group_has_live_member(pgid):
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(delay)

@@ -90,7 +90,7 @@ async def submit_job(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
     with svc.db.tx() as tx:
         store.insert_jobs(tx, [row])
         store.insert_deps(tx, [{"job_id": job_id, "depends_on": d, "type": None} for d in deps])
-    svc.scheduler.wake()
+    svc.scheduler.notify_jobs()
     return {"jobArn": J.job_arn(queue["jobQueueArn"], job_id), "jobName": p["jobName"], "jobId": job_id}
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, collate, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from batchd.api.errors import ApiError
@@ -203,7 +203,7 @@ def _resolve(ctx: RequestContext, name: str) -> _Stream:
 
 def _collate(ctx: RequestContext, expr: ColumnElement) -> ColumnElement:
     # Stream names sort by code point, as in CloudWatch; PostgreSQL's default collation would not.
-    return expr if ctx.service.db.is_sqlite else expr.collate("C")
+    return expr if ctx.service.db.is_sqlite else collate(expr.self_group(), "C")
 
 
 def _sort_keys(ctx: RequestContext) -> tuple[ColumnElement, ColumnElement]:

@@ -41,22 +41,26 @@ def spawn_children(db: Any, now: int) -> bool:
         sequential = any(d.get("type") == "SEQUENTIAL" for d in deps)
         n_to_n = [d["jobId"] for d in deps if d.get("type") == "N_TO_N" and d.get("jobId")]
         dep_status = _n_to_n_status(conn, n_to_n, start, end)
+        ended_arrays = {a: r["status"] for a in n_to_n if (r := store.get(conn, a)) and r["status"] in J.TERMINAL}
         child_rows, dep_rows = [], []
-        prev_failed = False
-        if sequential and start > 0:
+        prev_failed = prev_succeeded = False
+        if sequential and start > 0:  # the previous batch's last child may have finished already
             prev = store.get(conn, f"{parent['id']}:{start - 1}")
             prev_failed = prev is not None and prev["status"] == J.FAILED
+            prev_succeeded = prev is not None and prev["status"] == J.SUCCEEDED
         for i in range(start, end):
             child_id = f"{parent['id']}:{i}"
             waits, failed = 0, False
             if sequential and prev_failed:
                 failed = True
-            elif sequential and i > 0:
+            elif sequential and i > 0 and not (i == start and prev_succeeded):
                 dep_rows.append({"job_id": child_id, "depends_on": f"{parent['id']}:{i - 1}", "type": "SEQUENTIAL"})
                 waits += 1
             for array_id in n_to_n:
                 other = f"{array_id}:{i}"
                 status = dep_status.get(other)
+                if status is None and ended_arrays.get(array_id) == J.FAILED:
+                    status = J.FAILED  # that array failed before it created this child: it never will
                 if status == J.SUCCEEDED:
                     continue
                 if status == J.FAILED:

@@ -93,9 +93,16 @@ def finished(conn: Connection, row: dict[str, Any], now: int) -> None:
             if changes.get("status") == FAILED:
                 todo.append(dep)
         if done.get("parent_id"):
-            parent = refresh_parent(conn, done["parent_id"], now)
-            if parent is not None and parent["status"] in TERMINAL:
-                todo.append(parent)
+            parent = store.get(conn, done["parent_id"])
+            if parent is not None and parent["status"] not in TERMINAL:
+                recount(conn, parent, now)
+                if parent["status"] in TERMINAL:
+                    todo.append(parent)  # the array just finished: its dependents move on
+        if done["status"] == FAILED and done.get("array_size") is not None and done.get("parent_id") is None:
+            # An array that failed before creating all its children (a failed dependency, a cancel): children
+            # of another array that wait N_TO_N on the missing ones would wait forever. They failed with it.
+            for ghost in store.waits_on_missing_children(conn, done["id"]):
+                todo.append({"id": ghost, "status": FAILED, "parent_id": None, "array_size": None})
 
 
 def refresh_parent(conn: Connection, parent_id: str, now: int) -> dict[str, Any] | None:
@@ -103,6 +110,12 @@ def refresh_parent(conn: Connection, parent_id: str, now: int) -> dict[str, Any]
     parent = store.get(conn, parent_id)
     if parent is None or parent["status"] in TERMINAL:
         return parent
+    return recount(conn, parent, now)
+
+
+def recount(conn: Connection, parent: dict[str, Any], now: int) -> dict[str, Any]:
+    """refresh_parent on a parent row already read (and not finished)."""
+    parent_id = parent["id"]
     counts = store.child_status_counts(conn, parent_id)
     summary = {s: counts.get(s, 0) for s in ("SUBMITTED", PENDING, RUNNABLE, STARTING, "RUNNING", SUCCEEDED, FAILED)}
     runtime = {**parent["runtime"], "statusSummary": summary, "statusSummaryLastUpdatedAt": now}

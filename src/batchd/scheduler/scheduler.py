@@ -56,6 +56,7 @@ class Scheduler:
         self._timeouts: list[tuple[int, str, int]] = []  # (deadline ms, job id, attempt)
         self._next_limit_check: int | None = None
         self._stopped = False
+        self._resources: tuple[list[dict[str, Any]], dict[str, dict[str, Any]]] | None = None
 
     @property
     def db(self) -> Any:
@@ -76,7 +77,24 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def wake(self) -> None:
+        """Compute environments or queues changed (or may have): re-read them, then run a pass."""
+        self._resources = None
         self._wake.set()
+
+    def notify_jobs(self) -> None:
+        """Jobs were submitted, cancelled or terminated: run a pass soon."""
+        self._wake.set()
+
+    def _queues_and_envs(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Job queues (dispatch order) and compute environments, cached until `wake()` says they changed."""
+        if self._resources is None:
+            conn = self.db.conn
+            ces = {ce["computeEnvironmentArn"]: ce for ce in resources.all_resources(conn, "compute-environment")}
+            queues = [q for q in resources.all_resources(conn, "job-queue")
+                      if q.get("status") not in ("DELETING", "DELETED")]
+            queues.sort(key=lambda q: (-int(q.get("priority", 0)), q["jobQueueArn"]))
+            self._resources = (queues, ces)
+        return self._resources
 
     async def _run(self) -> None:
         while not self._stopped:
@@ -132,10 +150,7 @@ class Scheduler:
         return len(rows) == SUBMITTED_BATCH
 
     def _dispatch(self, now: int) -> None:
-        conn = self.db.conn
-        ces = {ce["computeEnvironmentArn"]: ce for ce in resources.all_resources(conn, "compute-environment")}
-        queues = [q for q in resources.all_resources(conn, "job-queue") if q.get("status") not in ("DELETING", "DELETED")]
-        queues.sort(key=lambda q: (-int(q.get("priority", 0)), q["jobQueueArn"]))
+        queues, ces = self._queues_and_envs()
         mem_per_vcpu, gpus = self.settings.memory_mib_per_vcpu, self.settings.gpus_per_compute_environment
         self._next_limit_check = None
         launches: list[tuple[dict[str, Any], str, str]] = []
@@ -146,12 +161,21 @@ class Scheduler:
                         for o in order if o["computeEnvironment"] in ces]
                 after = 0
                 blocked = False
+                page_size = 4  # usually the head is all we need; grow while jobs keep starting
                 while not blocked:
-                    page = store.runnable_in_queue(tx, queue["jobQueueArn"], after, RUNNABLE_PAGE)
+                    page = store.runnable_heads(tx, queue["jobQueueArn"], after, page_size)
+                    page_size = min(page_size * 4, RUNNABLE_PAGE)
                     if not page:
                         break
-                    for row in page:
-                        after = row["seq"]
+                    for head in page:
+                        after = head["seq"]
+                        if not head["is_cancelled"] and not any(
+                            accepts_jobs(ce) and self.ledger.fits(ce["computeEnvironmentArn"], cap, _need(head))
+                            for ce, cap in envs
+                        ) and not queue.get("jobStateTimeLimitActions"):
+                            row = head  # blocked: the light row is enough
+                        else:
+                            row = store.get(tx, head["id"])
                         if row["is_cancelled"]:
                             # The seed's rule: a cancelled RUNNABLE job fails when it reaches the head.
                             lifecycle.fail(tx, row, row["cancel_reason"] or row["status_reason"] or "Cancelled", now)
@@ -248,7 +272,8 @@ class Scheduler:
             store.save(conn, current, changes, now)
         if current["is_terminated"]:
             self._terminate_process(job_id, handle)
-        self.wake() if self._timeouts else None
+        if self._timeouts:
+            self._wake.set()
         return handle
 
     def _finish_attempt(self, job_id: str, attempt: int, result: AttemptExit) -> None:
@@ -298,7 +323,7 @@ class Scheduler:
             if row["status"] in J.TERMINAL:
                 lifecycle.finished(conn, row, now)
         self._terminating.discard(job_id)
-        self.wake()
+        self._wake.set()
 
     # --- cancel, terminate, timeouts -------------------------------------------------------------------
 
@@ -307,7 +332,7 @@ class Scheduler:
         with self.db.tx() as conn:
             current = store.get(conn, row["id"])
             if current is not None and lifecycle.cancel(conn, current, reason, J.now_ms()):
-                self.wake()
+                self._wake.set()
 
     def terminate(self, row: dict[str, Any], reason: str) -> None:
         """TerminateJob: stop a STARTING/RUNNING attempt; cancel anything earlier; an array: every child."""
@@ -327,7 +352,7 @@ class Scheduler:
                 active = [current]
         for job in active:
             self._terminate_active(job["id"], reason)
-        self.wake()
+        self._wake.set()
 
     def _terminate_active(self, job_id: str, reason: str) -> None:
         with self.db.tx() as conn:
@@ -371,7 +396,7 @@ class Scheduler:
         for row in rows:
             if row["status"] in J.ACTIVE:
                 self._terminate_active(row["id"], J.REASON_QUEUE_DELETED)
-        self.wake()
+        self._wake.set()
 
     # --- restart ------------------------------------------------------------------------------------------
 
@@ -398,7 +423,7 @@ class Scheduler:
                 self._supervise(row, queue_names.get(row["queue_arn"], _name_of(row["queue_arn"])), ce_name, handle))
             if row["is_terminated"]:
                 self._terminate_process(row["id"], handle)
-        self.wake()
+        self._wake.set()
 
 
 def _task_arn(row: dict[str, Any], attempt: int) -> str:

@@ -111,6 +111,17 @@ def dependents(conn: Connection, job_id: str) -> list[dict[str, Any]]:
     return [_row(r) for r in rows]
 
 
+def waits_on_missing_children(conn: Connection, parent_id: str) -> list[str]:
+    """Ids `<parent_id>:<i>` that some job waits on (N_TO_N) but that were never created."""
+    lo, hi = f"{parent_id}:", f"{parent_id};"  # ';' sorts right after ':': the range is the prefix
+    rows = conn.execute(
+        select(job_deps.c.depends_on).distinct()
+        .where(job_deps.c.depends_on >= lo, job_deps.c.depends_on < hi,
+               job_deps.c.depends_on.notin_(select(jobs.c.id).where(jobs.c.parent_id == parent_id)))
+    ).all()
+    return [r.depends_on for r in rows]
+
+
 def dependencies(conn: Connection, job_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(
         select(jobs.c.id, jobs.c.status).join(job_deps, job_deps.c.depends_on == jobs.c.id)
@@ -215,3 +226,18 @@ def unfinished_in_queue(conn: Connection, queue_arn: str) -> list[dict[str, Any]
         .order_by(jobs.c.seq)
     ).all()
     return [_row(r) for r in rows]
+
+
+_heads = (
+    select(jobs.c.seq, jobs.c.id, jobs.c.status, jobs.c.is_cancelled, jobs.c.cancel_reason, jobs.c.status_reason,
+           jobs.c.vcpus, jobs.c.memory, jobs.c.gpus, jobs.c.runnable_at)
+    .where(jobs.c.queue_arn == bindparam("b_queue"), jobs.c.status == "RUNNABLE", jobs.c.seq > bindparam("b_after"))
+    .order_by(jobs.c.seq)
+    .limit(bindparam("b_limit"))
+)
+
+
+def runnable_heads(conn: Connection, queue_arn: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
+    """The first RUNNABLE jobs of a queue in dispatch order, without their documents (cheap to scan)."""
+    rows = conn.execute(_heads, {"b_queue": queue_arn, "b_after": after_seq, "b_limit": limit}).all()
+    return [dict(r._mapping) for r in rows]
