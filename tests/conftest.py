@@ -19,6 +19,9 @@ from botocore.config import Config
 REPO = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 
+# Which store the servers under test use: "sqlite" (default) or "postgresql" (BATCHD_TEST_STORE).
+TEST_STORE = os.environ.get("BATCHD_TEST_STORE", "sqlite")
+
 # Settings that make long AWS waits short in tests; each is a documented server setting.
 FAST_SETTINGS = {
     "BATCHD_TERMINATE_GRACE_SECONDS": "2",
@@ -41,6 +44,12 @@ class Server:
         for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BATCH"):
             self.env.pop(key, None)
         self.extra_args = extra_args or []
+        self.db_url: str | None = None
+        if TEST_STORE == "postgresql" and "--db" not in self.extra_args:
+            from pgtest import fresh_database
+
+            self.db_url = fresh_database()
+            self.extra_args += ["--db", self.db_url]
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.port = 0

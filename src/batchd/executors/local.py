@@ -100,6 +100,8 @@ class _Watch:
 class LocalExecutor:
     """Runs each attempt as a process group on this host. `image` is recorded by the scheduler but not used.
 
+    ExecutorStartError messages carry no "CannotStartContainerError:" prefix: the scheduler adds it.
+
     The environment is exactly `spec.environment`: the scheduler is expected to pass a base environment
     (PATH, HOME, LANG...) plus the job's variables and AWS_BATCH_*; without PATH the wrapper shell's default
     search path applies.
@@ -117,7 +119,7 @@ class LocalExecutor:
 
     async def start(self, spec: LaunchSpec) -> dict[str, Any]:
         if not spec.command:
-            raise ExecutorStartError("CannotStartContainerError: the job has no command to run")
+            raise ExecutorStartError("the job has no command to run")
         workdir = logstreams.attempt_dir(self.jobs_root, spec.job_id, spec.attempt)
         try:
             workdir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,7 @@ class LocalExecutor:
                 workdir / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
             )
         except OSError as exc:
-            raise ExecutorStartError(f"CannotStartContainerError: cannot prepare {workdir}: {exc}") from exc
+            raise ExecutorStartError(f"cannot prepare {workdir}: {exc}") from exc
         script = _WRAPPER.format(unset="" if "PWD" in spec.environment else "unset PWD; ")
         try:
             proc = subprocess.Popen(
@@ -141,7 +143,7 @@ class LocalExecutor:
                 close_fds=True,
             )
         except (OSError, ValueError) as exc:  # ValueError: NUL bytes or '=' in an environment name
-            raise ExecutorStartError(f"CannotStartContainerError: {exc}") from exc
+            raise ExecutorStartError(f"cannot start /bin/sh for the job: {exc}") from exc
         finally:
             os.close(out_fd)
         started_at = int(time.time() * 1000)

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 SPLIT_BYTES = 128 * 1024
-_BLOCK = 1 << 20  # read granularity; must exceed 2 * SPLIT_BYTES + 2 so that a window always holds a boundary
+_BLOCK = 1 << 20  # read granularity for forward reads and the largest backward window
+_FIRST_WINDOW = 16 * 1024
 _INDEX_CACHE_SIZE = 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     start: int  # offset of the event's first byte
     end: int  # offset just past its content (its newline, if any, is not part of it)
@@ -203,6 +204,14 @@ class LogFile:
         if pos >= self.visible_end:
             return self.visible_end
         m = self.max_event
+        # Fast path: pos is no cut (not a multiple of m) and a newline follows before the next multiple.
+        if pos % m:
+            near = self._read(pos - 1, min(self.size, pos + 4096))
+            if near[:1] == b"\n":
+                return pos
+            n = near.find(b"\n", 1)
+            if n >= 0 and pos + n <= (pos // m + 1) * m:
+                return min(pos + n, self.visible_end)
         low = max(0, pos - m - 1)
         win = self._read(low, min(self.size, pos + 2 * m + 2))
         if self._is_boundary(pos, win, low):
@@ -244,13 +253,16 @@ class LogFile:
     def backward(self, pos: int, low: int) -> Iterator[list[Event]]:
         """Events between the boundaries `low` and `pos`, in windows from the end: each window in order."""
         end = pos
+        size = _FIRST_WINDOW  # small first: a tail of a few lines should not parse a megabyte
         while end > low:
-            start = max(low, end - _BLOCK)
+            start = max(low, end - size)
             first = self.next_boundary(start) if start > low else low
-            if first >= end:  # cannot happen with _BLOCK > 2 * max_event + 2, but never loop forever
-                first = low
+            if first >= end:  # the window holds no event start: widen it
+                size *= 2
+                continue
             yield list(self.forward(first, end))
             end = first
+            size = min(size * 2, _BLOCK)
 
 
 def remove_cached_index(path: Path) -> None:
