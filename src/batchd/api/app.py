@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import DBAPIError
 
 from batchd.api import model, validate
 from batchd.api.auth import Authenticator
@@ -57,6 +58,9 @@ class BatchdASGI:
             resp = await self._handle(scope, receive, request_id)
         except ApiError as exc:
             resp = _error(exc, request_id, _JSON)
+        except DBAPIError as exc:  # e.g. a full disk: the transaction rolled back, nothing was committed
+            log.error("state store error (request %s): %s", request_id, exc.orig)
+            resp = _error(ServerException(f"The state store refused the request: {exc.orig}"), request_id, _JSON)
         except Exception:  # a real server fault: say so, log the trace, never drop the connection
             log.exception("unhandled error (request %s)", request_id)
             resp = _error(ServerException("Internal server error"), request_id, _JSON)

@@ -213,11 +213,6 @@ def _sort_keys(ctx: RequestContext) -> tuple[ColumnElement, ColumnElement]:
     return _collate(ctx, jd), _collate(ctx, job)
 
 
-def _key_of(ctx: RequestContext, stream_name: str) -> tuple[str, str]:
-    jd_name, job_id, _ = logstreams.parse_stream_name(stream_name) or ("", "", 0)
-    return _arn_prefix(ctx) + jd_name + "/", job_id.replace(":", "_") + "_"
-
-
 def _arn_prefix(ctx: RequestContext) -> str:
     return f"arn:{ctx.partition}:batch:{ctx.region}:{ctx.account}:job-definition/"
 

@@ -18,7 +18,7 @@ import os
 from typing import Any
 
 from batchd.domain import jobs as J
-from batchd.domain.logstreams import stream_name
+from batchd.domain.logstreams import attempt_dir, stream_name
 from batchd.domain.retry import AttemptOutcome, should_retry
 from batchd.executors.base import AttemptExit, LaunchSpec
 from batchd.scheduler import arrays, lifecycle
@@ -253,6 +253,7 @@ class Scheduler:
             job_id=job_id, attempt=attempt, command=list(command),
             environment=J.job_environment(self.base_env, row, queue_name, ce_name, attempt),
             log_stream=stream, vcpus=row["vcpus"], memory_mib=row["memory"], gpus=row["gpus"],
+            extra={"image": container.get("image")},
         )
         try:
             handle = await self.executor.start(spec)
@@ -276,7 +277,7 @@ class Scheduler:
             self._wake.set()
         return handle
 
-    def _finish_attempt(self, job_id: str, attempt: int, result: AttemptExit) -> None:
+    def _finish_attempt(self, job_id: str, attempt: int, result: AttemptExit, retry: bool = True) -> None:
         now = J.now_ms()
         with self.db.tx() as conn:
             row = store.get(conn, job_id)
@@ -297,6 +298,10 @@ class Scheduler:
             else:
                 attempt_reason = J.REASON_EXITED
             container: dict[str, Any] = {}
+            if result.exit_code in (126, 127) and not result.reason:
+                # The shell could not run the command; its message is in the job's log.
+                result = AttemptExit(result.exit_code, "CannotStartContainerError: the command was not found or "
+                                                       f"is not executable (exit code {result.exit_code})")
             if result.exit_code is not None:
                 container["exitCode"] = result.exit_code
             if result.reason:
@@ -315,7 +320,7 @@ class Scheduler:
             changes: dict[str, Any] = {"runtime": runtime, "deadline_at": None}
             if result.exit_code == 0 and not row["is_terminated"] and not timed_out:
                 changes.update(status=J.SUCCEEDED, status_reason=J.REASON_EXITED, stopped_at=now)
-            elif should_retry(row["spec"].get("retryStrategy"), attempt, outcome):
+            elif retry and should_retry(row["spec"].get("retryStrategy"), attempt, outcome):
                 changes.update(status=J.RUNNABLE, runnable_at=now, status_reason=None)
             else:
                 changes.update(status=J.FAILED, status_reason=attempt_reason, stopped_at=now)
@@ -409,9 +414,13 @@ class Scheduler:
                 self.ledger.add(row["ce_arn"], _need(row))
             handle = row["runtime"].get("handle")
             if handle is None:
-                # Claimed but never started: the process does not exist, so this attempt did not run.
-                self._finish_attempt(row["id"], row["attempt"], AttemptExit(
-                    None, "batchd stopped before the job's process was started"))
+                # Claimed, but the server stopped before it recorded a process. If the attempt directory
+                # exists the process may have been spawned: fail the attempt without retry, so that nothing
+                # can ever run twice. Otherwise it never ran, and the retry rules apply as usual.
+                maybe_ran = attempt_dir(self.service.data_dir / "jobs", row["id"], row["attempt"]).exists()
+                reason = ("batchd stopped while starting the job; whether its process ran is unknown" if maybe_ran
+                          else "batchd stopped before the job's process was started")
+                self._finish_attempt(row["id"], row["attempt"], AttemptExit(None, reason), retry=not maybe_ran)
                 continue
             if row["status"] == J.STARTING:
                 with self.db.tx() as conn:

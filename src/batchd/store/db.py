@@ -7,18 +7,32 @@ transaction never spans an `await`, so each transaction is atomic with respect t
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
-from sqlalchemy import create_engine, event, insert, select
+from sqlalchemy import create_engine, event, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from batchd.store.schema import metadata, schema_version
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _v2_recent_jobs_index(conn: Connection) -> None:
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS ix_jobs_account_region_seq ON jobs (account, region, seq)"
+    )
+
+
+# version -> the step that upgrades a database from version-1 to version. A new database gets the whole
+# current schema at once; an existing one gets every step it has not had, in order, in one transaction.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    2: _v2_recent_jobs_index,
+}
 
 
 class StoreError(Exception):
@@ -33,19 +47,23 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        connect_args: dict[str, object] = {}
         if self.is_sqlite:
             path = url.split("///", 1)[1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _prepare_dir(Path(path).parent)
+        else:
+            connect_args["connect_timeout"] = 5
         self.engine: Engine = create_engine(
-            url, json_serializer=_json_dumps, json_deserializer=orjson.loads, future=True
+            url, json_serializer=_json_dumps, json_deserializer=orjson.loads, connect_args=connect_args,
+            pool_pre_ping=not self.is_sqlite,
         )
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             self.conn: Connection = self.engine.connect()
         except (OperationalError, DBAPIError) as exc:
-            raise StoreError(f"cannot open the database {_safe_url(url)}: {exc.orig}") from exc
+            raise StoreError(f"cannot open the database {_safe_url(url)}: {_explain(exc)}") from exc
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -64,12 +82,16 @@ class Database:
                 if current is None:
                     metadata.create_all(c)
                     c.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+                elif current < SCHEMA_VERSION:
+                    for version in range(current + 1, SCHEMA_VERSION + 1):
+                        MIGRATIONS[version](c)
+                    c.execute(update(schema_version).values(version=SCHEMA_VERSION))
                 elif current > SCHEMA_VERSION:
                     raise StoreError(
                         f"the database schema is version {current}, newer than this batchd ({SCHEMA_VERSION})"
                     )
         except (OperationalError, DBAPIError) as exc:
-            raise StoreError(f"cannot use the database {_safe_url(self.url)}: {exc.orig}") from exc
+            raise StoreError(f"cannot use the database {_safe_url(self.url)}: {_explain(exc)}") from exc
 
     def close(self) -> None:
         self.conn.close()
@@ -85,6 +107,26 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur.execute("PRAGMA busy_timeout=5000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _prepare_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"data dir {path} cannot be created: {exc.strerror}") from exc
+    if not path.is_dir():
+        raise StoreError(f"data dir {path} is not a directory")
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise StoreError(f"data dir {path} is not readable and writable by this user")
+
+
+def _explain(exc: DBAPIError) -> str:
+    text = str(exc.orig).strip()
+    if "database is locked" in text:
+        return text + " (another process holds a lock on it; is another batchd or a sqlite3 shell using it?)"
+    if "not a database" in text or "malformed" in text:
+        return text + " (the file is corrupt or not a batchd database; restore it from a backup or move it away)"
+    return text
 
 
 def _safe_url(url: str) -> str:

@@ -97,6 +97,8 @@ jobs = Table(
 Index("ix_jobs_queue_status", jobs.c.queue_arn, jobs.c.status, jobs.c.seq)
 Index("ix_jobs_parent", jobs.c.parent_id, jobs.c.array_index)
 Index("ix_jobs_status", jobs.c.status)
+# Schema version 2: "the caller's most recent jobs" (DescribeLogStreams, FilterLogEvents).
+Index("ix_jobs_account_region_seq", jobs.c.account, jobs.c.region, jobs.c.seq)
 
 job_deps = Table(
     "job_deps",

@@ -1,0 +1,107 @@
+"""Crash safety and clear failures of the state store."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TEST_STORE
+
+sys.path.insert(0, str(REPO / "bench"))
+
+
+def _serve(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "batchd", "serve", "--port", "0", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_kill_9_loses_nothing_and_runs_nothing_twice(tmp_path):
+    import crash
+
+    db = None
+    if TEST_STORE == "postgresql":
+        from pgtest import fresh_database
+
+        db = fresh_database()
+    result = crash.run(kills=3, clients=2, db=db, interval=1.2, workdir=tmp_path)
+    assert result["acknowledged"] > 20, result
+    assert result["lost"] == 0, result
+    assert result["duplicated"] == 0, result
+    assert result["ran_twice"] == 0, result
+    assert result["not_finished"] == 0, result
+
+
+def test_second_server_on_same_data_dir_is_refused(make_server):
+    if TEST_STORE == "postgresql":
+        pytest.skip("the data-dir lock guards SQLite; PostgreSQL servers share a database by design")
+    srv = make_server()
+    proc = _serve("--data-dir", str(srv.data_dir))
+    assert proc.returncode != 0
+    assert "in use by another batchd process" in proc.stderr
+
+
+def test_corrupt_database_is_reported(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "batchd.sqlite3").write_bytes(b"this is not a database" * 100)
+    proc = _serve("--data-dir", str(data))
+    assert proc.returncode != 0
+    assert "file is not a database" in proc.stderr and "corrupt" in proc.stderr
+
+
+def test_data_dir_that_is_a_file_is_reported(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("x")
+    proc = _serve("--data-dir", str(path))
+    assert proc.returncode != 0
+    assert f"data dir {path}" in proc.stderr
+
+
+def test_database_locked_by_another_process(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    db = sqlite3.connect(data / "batchd.sqlite3", isolation_level=None)
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute("BEGIN EXCLUSIVE")
+    db.execute("CREATE TABLE hold (x)")
+    try:
+        proc = _serve("--data-dir", str(data))
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert proc.returncode != 0
+    assert "database is locked" in proc.stderr
+
+
+def test_unreachable_postgresql_is_reported(tmp_path):
+    proc = _serve("--data-dir", str(tmp_path), "--db", "postgresql+psycopg://batchd@127.0.0.1:1/none")
+    assert proc.returncode != 0
+    assert "cannot open the database" in proc.stderr and "127.0.0.1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_secret_in_unreachable_postgresql_message(tmp_path):
+    proc = _serve("--data-dir", str(tmp_path), "--db", "postgresql+psycopg://batchd:s3cr3t@127.0.0.1:1/none")
+    assert proc.returncode != 0 and "s3cr3t" not in proc.stderr
+
+
+def test_acknowledged_write_survives_kill_9(make_server):
+    srv = make_server()
+    batch = srv.client()
+    batch.create_compute_environment(computeEnvironmentName="durable", type="UNMANAGED", unmanagedvCpus=1)
+    srv.stop(sig=9)
+    srv.start(port=srv.port)
+    envs = srv.client().describe_compute_environments(computeEnvironments=["durable"])["computeEnvironments"]
+    assert [e["computeEnvironmentName"] for e in envs] == ["durable"]
+
+
+def test_durability_doc_exists():
+    text = (Path(REPO) / "docs" / "durability.md").read_text()
+    assert "synchronous" in text and "kill -9" in text
+    assert os.path.exists(REPO / "bench" / "crash.py")
