@@ -23,6 +23,8 @@ def _make_v1(url: str) -> None:
     with d.tx() as c:
         metadata.create_all(c)
         c.exec_driver_sql("DROP INDEX ix_jobs_account_region_seq")
+        c.exec_driver_sql("DROP TABLE servers")
+        c.exec_driver_sql("DROP TABLE leases")
         c.execute(schema_version.insert().values(version=1))
         c.exec_driver_sql(
             "INSERT INTO resources (kind, account, region, name, arn, data) VALUES "
@@ -46,8 +48,10 @@ def test_upgrade_from_version_1(tmp_path):
     d.migrate()
     assert d.conn.execute(select(schema_version.c.version)).scalar() == dbmod.SCHEMA_VERSION
     assert d.conn.execute(text("SELECT name FROM resources")).scalar() == "q"  # data kept
+    tables = set(inspect(d.engine).get_table_names())
     d.close()
     assert "ix_jobs_account_region_seq" in _indexes(url)
+    assert {"servers", "leases"} <= tables
 
 
 def test_upgraded_schema_matches_a_fresh_one(tmp_path):

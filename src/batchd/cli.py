@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", dest="data_dir", help="state directory (BATCHD_DATA_DIR; default ./.batchd)")
     serve.add_argument("--db", help="database URL, e.g. postgresql+psycopg://... (BATCHD_DB; default SQLite)")
     serve.add_argument("--config", help="TOML config file (BATCHD_CONFIG)")
+    serve.add_argument("--server-id", dest="server_id", help="this server's id when several share a database")
+    serve.add_argument("--compute-environments", dest="compute_environments",
+                       help="comma-separated compute environment names whose jobs this server runs (default *)")
     events = sub.add_parser("events", help="print the activity log (job state changes) as JSON lines")
     events.add_argument("--endpoint-url", dest="endpoint_url", help="server URL (AWS_ENDPOINT_URL_BATCH)")
     events.add_argument("--region", help="region (AWS_REGION / AWS_DEFAULT_REGION; default us-east-1)")

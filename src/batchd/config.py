@@ -46,6 +46,10 @@ class Settings:
     gpus_per_compute_environment: int = 0
     # Seconds a new compute environment / job queue stays CREATING before VALID.
     resource_create_delay: float = 0.05
+    # This server's id among several sharing one PostgreSQL database (default: kept in the data dir).
+    server_id: str | None = None
+    # Compute environments (names) whose jobs this server runs on its local executor; "*" = all.
+    compute_environments: list[str] = field(default_factory=lambda: ["*"])
 
     @property
     def dev_mode(self) -> bool:
@@ -80,10 +84,16 @@ def _is_loopback(host: str) -> bool:
 
 
 _SCALARS = {f.name: f for f in fields(Settings) if f.name != "credentials"}
+_LISTS = {"compute_environments"}
 
 
 def _coerce(name: str, value: object) -> object:
     kind = _SCALARS[name].type
+    if name in _LISTS:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
+            raise ConfigError(f"setting {name}: {value!r} is not a list of names")
+        return [i.strip() for i in items]
     try:
         if name == "data_dir":
             return Path(str(value))

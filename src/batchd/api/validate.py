@@ -270,7 +270,7 @@ LIMITS: dict[tuple[str, str], Limit] = {
 # arn:<partition>:batch:<region>:<account>:<type>/<resource>; the resource part is checked per type.
 _ARN_RE = re.compile(r"arn:aws(?:-[a-z]+)*:batch:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:([a-z-]+)/(.+)")
 _ARN_RESOURCE = {
-    "job": re.compile(r"[A-Za-z0-9-]+"),
+    "job": re.compile(r"[A-Za-z0-9-]+(?:[:#][0-9]+)?"),
     "job-queue": re.compile(r"[A-Za-z0-9_-]{1,128}(?:/quota-share/[A-Za-z0-9_-]{1,128})?"),
     "compute-environment": re.compile(r"[A-Za-z0-9_-]{1,128}"),
     "job-definition": re.compile(r"[A-Za-z0-9_-]{1,128}(?::[0-9]+)?"),

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from batchd.store.schema import metadata, schema_version
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _v2_recent_jobs_index(conn: Connection) -> None:
@@ -28,10 +28,17 @@ def _v2_recent_jobs_index(conn: Connection) -> None:
     )
 
 
+def _v3_servers_and_leases(conn: Connection) -> None:
+    from batchd.store.schema import leases, servers
+
+    metadata.create_all(conn, tables=[servers, leases])
+
+
 # version -> the step that upgrades a database from version-1 to version. A new database gets the whole
 # current schema at once; an existing one gets every step it has not had, in order, in one transaction.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _v2_recent_jobs_index,
+    3: _v3_servers_and_leases,
 }
 
 

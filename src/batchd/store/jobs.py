@@ -241,3 +241,31 @@ def runnable_heads(conn: Connection, queue_arn: str, after_seq: int, limit: int)
     """The first RUNNABLE jobs of a queue in dispatch order, without their documents (cheap to scan)."""
     rows = conn.execute(_heads, {"b_queue": queue_arn, "b_after": after_seq, "b_limit": limit}).all()
     return [dict(r._mapping) for r in rows]
+
+
+_by_id_locked = select(jobs).where(jobs.c.id == bindparam("b_id")).with_for_update()
+
+
+def get_for_update(conn: Connection, job_id: str) -> dict[str, Any] | None:
+    """Read a job inside a write transaction, locking its row on PostgreSQL (other servers wait for us).
+
+    SQLite has one writer at a time, so the lock is implicit there (SQLAlchemy drops FOR UPDATE)."""
+    r = conn.execute(_by_id_locked, {"b_id": job_id}).first()
+    return _row(r) if r else None
+
+
+def usage_by_compute_environment(conn: Connection) -> dict[str, tuple[float, int, int]]:
+    """vCPUs, memory and GPUs held by STARTING/RUNNING jobs, per compute environment (all servers)."""
+    rows = conn.execute(
+        select(jobs.c.ce_arn, func.sum(jobs.c.vcpus), func.sum(jobs.c.memory), func.sum(jobs.c.gpus))
+        .where(jobs.c.status.in_(["STARTING", "RUNNING"]))
+        .group_by(jobs.c.ce_arn)
+    ).all()
+    return {r[0]: (float(r[1] or 0), int(r[2] or 0), int(r[3] or 0)) for r in rows if r[0]}
+
+
+def active_owned_by(conn: Connection, owners: Sequence[str]) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(jobs).where(jobs.c.owner.in_(list(owners)), jobs.c.status.in_(["STARTING", "RUNNING"]))
+    ).all()
+    return [_row(r) for r in rows]

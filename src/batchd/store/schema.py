@@ -122,3 +122,23 @@ events = Table(
     Column("detail", JSON, nullable=False),
 )
 Index("ix_events_job", events.c.job_id, events.c.seq)
+
+
+# Schema version 3: several servers on one PostgreSQL database.
+servers = Table(
+    "servers",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("url", String(256)),
+    Column("started_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("compute_environments", JSON, nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
