@@ -16,9 +16,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from jobkit import describe, make_ce, make_queue, register, submit, wait_status
 
 from conftest import REPO, wait_for
+from jobkit import describe, make_ce, make_queue, register, submit, wait_status
 
 
 def _marker(tmp_path: Path, label: str = "m") -> Path:

@@ -6,9 +6,9 @@ import time
 import uuid
 
 import pytest
-from jobkit import describe, make_ce, make_queue, register, submit, wait_status
 
 from conftest import wait_for
+from jobkit import describe, make_ce, make_queue, register, submit, wait_status
 
 
 def _queue(batch, vcpus: int = 4) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from jobkit import describe, log_lines, make_ce, make_queue, register, setup, submit, wait_status
 
 from conftest import wait_for
+from jobkit import describe, log_lines, make_ce, make_queue, register, setup, submit, wait_status
 
 
 def test_failed_job_exit_code_and_log(server, batch):

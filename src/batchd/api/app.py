@@ -99,7 +99,10 @@ class BatchdASGI:
         raw_path_s = raw_path.decode("latin-1")
         headers = headers_from_asgi(scope["headers"])
         if method == "GET" and raw_path_s in ("/health", "/health/"):
-            return Response(200, b'{"status":"ok"}', [(b"content-type", _JSON)])
+            sched = self.service.scheduler
+            info = {"status": "ok", "serverId": getattr(sched, "server_id", None),
+                    "scheduler": bool(sched and sched.cluster.is_leader)}
+            return Response(200, orjson.dumps(info), [(b"content-type", _JSON)])
 
         body = await _read_body(receive, headers)
         target = headers.get("x-amz-target", "")

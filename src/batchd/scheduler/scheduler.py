@@ -23,6 +23,7 @@ from batchd.domain.retry import AttemptOutcome, should_retry
 from batchd.executors.base import AttemptExit, LaunchSpec
 from batchd.scheduler import arrays, lifecycle
 from batchd.scheduler.capacity import Ledger, accepts_jobs, capacity_of
+from batchd.scheduler.cluster import Cluster
 from batchd.store import jobs as store
 from batchd.store import resources
 
@@ -31,6 +32,7 @@ log = logging.getLogger("batchd.scheduler")
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
 SUBMITTED_BATCH = 2000
 RUNNABLE_PAGE = 64
+CANCELLED_PER_PASS = 500  # cancelled heads failed per pass; the loop serves requests between passes
 
 
 def _need(row: dict[str, Any]) -> tuple[float, int, int]:
@@ -57,6 +59,10 @@ class Scheduler:
         self._next_limit_check: int | None = None
         self._stopped = False
         self._resources: tuple[list[dict[str, Any]], dict[str, dict[str, Any]]] | None = None
+        self.cluster = Cluster(service, self._on_cluster_message)
+        self.server_id = self.cluster.server_id
+        self._last_dead_check = 0
+        self._alive: list[dict[str, Any]] = []
 
     @property
     def db(self) -> Any:
@@ -65,6 +71,7 @@ class Scheduler:
     # --- life of the scheduler ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.cluster.start()
         self._reconcile()
         self._loop_task = asyncio.create_task(self._run(), name="batchd-scheduler")
 
@@ -75,14 +82,32 @@ class Scheduler:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.cluster.stop()
 
     def wake(self) -> None:
         """Compute environments or queues changed (or may have): re-read them, then run a pass."""
         self._resources = None
         self._wake.set()
+        self.cluster.publish_now("resources")
 
     def notify_jobs(self) -> None:
-        """Jobs were submitted, cancelled or terminated: run a pass soon."""
+        """Jobs were submitted, cancelled or terminated: run a pass soon (on whichever server schedules)."""
+        self._wake.set()
+        if not self.cluster.is_leader:
+            self.cluster.publish_now("jobs")
+
+    def _on_cluster_message(self, kind: str, target: str) -> None:
+        """A wake-up from another server (or the 1 s tick, or our election as the scheduler)."""
+        if kind == "resources":
+            self._resources = None
+        if kind in ("claim", "terminate") and target != self.server_id:
+            return
+        if kind in ("claim", "tick", "leader"):
+            self._pickup_claimed()
+        if kind in ("terminate", "tick"):
+            self._pickup_terminations()
+        if kind == "leader":
+            self._resources = None
         self._wake.set()
 
     def _queues_and_envs(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -132,9 +157,13 @@ class Scheduler:
         """Do everything that can be done now. True when work is left for an immediate next pass."""
         now = J.now_ms()
         self._fire_timeouts(now)
+        if not self.cluster.is_leader:
+            return False  # another server schedules; this one only runs the attempts it is given
+        if self.cluster.shared:
+            self._sync_shared_state(now)
         more = self._advance_submitted(now)
         more |= arrays.spawn_children(self.db, now)
-        self._dispatch(now)
+        more |= self._dispatch(now)
         return more
 
     def _advance_submitted(self, now: int) -> bool:
@@ -149,11 +178,13 @@ class Scheduler:
                     store.save(conn, row, {"status": J.RUNNABLE, "runnable_at": now}, now)
         return len(rows) == SUBMITTED_BATCH
 
-    def _dispatch(self, now: int) -> None:
+    def _dispatch(self, now: int) -> bool:
+        """Place RUNNABLE jobs. True when cancelled heads are left for an immediate next pass."""
         queues, ces = self._queues_and_envs()
         mem_per_vcpu, gpus = self.settings.memory_mib_per_vcpu, self.settings.gpus_per_compute_environment
         self._next_limit_check = None
         launches: list[tuple[dict[str, Any], str, str]] = []
+        cancelled_failed, more = 0, False
         with self.db.tx() as tx:
             for queue in queues:
                 order = sorted(queue.get("computeEnvironmentOrder") or [], key=lambda o: o["order"])
@@ -178,17 +209,27 @@ class Scheduler:
                             row = store.get(tx, head["id"])
                         if row["is_cancelled"]:
                             # The seed's rule: a cancelled RUNNABLE job fails when it reaches the head.
+                            if cancelled_failed >= CANCELLED_PER_PASS:  # e.g. a cancelled array of 10,000
+                                more = blocked = True
+                                break
                             lifecycle.fail(tx, row, row["cancel_reason"] or row["status_reason"] or "Cancelled", now)
+                            cancelled_failed += 1
                             continue
                         need = _need(row)
-                        placed = None
+                        placed, owner = None, None
                         for ce, cap in envs:
                             if accepts_jobs(ce) and self.ledger.fits(ce["computeEnvironmentArn"], cap, need):
-                                placed = ce
-                                break
-                        if placed is not None:
-                            self._claim(tx, row, placed, now)
-                            launches.append((row, queue["jobQueueName"], placed["computeEnvironmentName"]))
+                                owner = self._owner_for(ce, row)
+                                if owner is not None:
+                                    placed = ce
+                                    break
+                        if placed is not None and owner is not None:
+                            row = store.get_for_update(tx, row["id"])
+                            if row is None or row["status"] != J.RUNNABLE or row["is_cancelled"]:
+                                continue  # changed by another server since the page was read
+                            self._claim(tx, row, placed, owner, now)
+                            if owner == self.server_id:
+                                launches.append((row, queue["jobQueueName"], placed["computeEnvironmentName"]))
                             continue
                         if self._apply_state_limits(tx, queue, row, now):
                             continue
@@ -198,6 +239,7 @@ class Scheduler:
                         break
         for row, queue_name, ce_name in launches:
             self._attempts[row["id"]] = asyncio.create_task(self._supervise(row, queue_name, ce_name, None))
+        return more
 
     def _apply_state_limits(self, conn: Any, queue: dict[str, Any], head: dict[str, Any], now: int) -> bool:
         """jobStateTimeLimitActions: act on the blocked head once it has been RUNNABLE long enough."""
@@ -212,11 +254,50 @@ class Scheduler:
             self._next_limit_check = min(due, self._next_limit_check or due)
         return False
 
-    def _claim(self, conn: Any, row: dict[str, Any], ce: dict[str, Any], now: int) -> None:
+    def _claim(self, conn: Any, row: dict[str, Any], ce: dict[str, Any], owner: str, now: int) -> None:
         attempt = row["attempt"] + 1
         self.ledger.add(ce["computeEnvironmentArn"], _need(row))
         store.save(conn, row, {"status": J.STARTING, "attempt": attempt, "ce_arn": ce["computeEnvironmentArn"],
-                               "status_reason": None, "started_at": None, "stopped_at": None}, now)
+                               "owner": owner, "status_reason": None, "started_at": None, "stopped_at": None},
+                   now)
+        if owner != self.server_id:
+            self.cluster.publish(conn, "claim", owner)
+
+    def _owner_for(self, ce: dict[str, Any], row: dict[str, Any]) -> str | None:
+        """The server that runs a job placed on `ce`: this one with SQLite; with several servers, one of the
+        live servers that serve this compute environment (spread by job id)."""
+        if not self.cluster.shared:
+            return self.server_id
+        candidates = [s["id"] for s in self._alive if self.cluster.serves_ce(s, ce["computeEnvironmentName"])]
+        if not candidates:
+            return None
+        return candidates[hash(row["id"]) % len(candidates)]
+
+    def _sync_shared_state(self, now: int) -> None:
+        """With several servers: capacity in use comes from the database (others finish jobs too), and the
+        jobs of servers that stopped heart-beating are settled."""
+        conn = self.db.conn
+        self.ledger = Ledger()
+        for ce_arn, need in store.usage_by_compute_environment(conn).items():
+            self.ledger.add(ce_arn, need)
+        self._alive = self.cluster.alive(conn)
+        if now - self._last_dead_check < 2000:
+            return
+        self._last_dead_check = now
+        dead = self.cluster.dead_ids(conn)
+        if dead:
+            for row in store.active_owned_by(conn, dead):
+                if row["status"] == J.STARTING and not row["runtime"].get("handle"):
+                    # Assigned but never started there: give it back to its queue, no attempt used.
+                    with self.db.tx() as tx:
+                        current = store.get_for_update(tx, row["id"])
+                        if current and current["status"] == J.STARTING and not current["runtime"].get("handle"):
+                            store.save(tx, current, {"status": J.RUNNABLE, "attempt": current["attempt"] - 1,
+                                                     "owner": None, "ce_arn": None, "runnable_at": now}, now)
+                    continue
+                reason = f"Host EC2 (instance batchd-server {row['owner']}) terminated."
+                log.warning("job %s ran on server %s, which stopped: failing the attempt", row["id"], row["owner"])
+                self._finish_attempt(row["id"], row["attempt"], AttemptExit(None, reason), retry=False)
 
     # --- attempts ---------------------------------------------------------------------------------------
 
@@ -280,9 +361,11 @@ class Scheduler:
     def _finish_attempt(self, job_id: str, attempt: int, result: AttemptExit, retry: bool = True) -> None:
         now = J.now_ms()
         with self.db.tx() as conn:
-            row = store.get(conn, job_id)
+            row = store.get_for_update(conn, job_id)
             if row is None or row["status"] in J.TERMINAL or row["attempt"] != attempt:
                 return
+            if not self.cluster.is_leader:
+                self.cluster.publish(conn, "jobs")
             if row["ce_arn"]:
                 self.ledger.release(row["ce_arn"], _need(row))
             runtime = dict(row["runtime"])
@@ -335,17 +418,21 @@ class Scheduler:
     def cancel(self, row: dict[str, Any], reason: str) -> None:
         """CancelJob on one job (inside its own transaction)."""
         with self.db.tx() as conn:
-            current = store.get(conn, row["id"])
+            current = store.get_for_update(conn, row["id"])
             if current is not None and lifecycle.cancel(conn, current, reason, J.now_ms()):
                 self._wake.set()
+                if not self.cluster.is_leader:
+                    self.cluster.publish(conn, "jobs")
 
     def terminate(self, row: dict[str, Any], reason: str) -> None:
         """TerminateJob: stop a STARTING/RUNNING attempt; cancel anything earlier; an array: every child."""
         now = J.now_ms()
         with self.db.tx() as conn:
-            current = store.get(conn, row["id"])
+            current = store.get_for_update(conn, row["id"])
             if current is None or current["status"] in J.TERMINAL:
                 return
+            if not self.cluster.is_leader:
+                self.cluster.publish(conn, "jobs")
             if current["array_size"] is not None and current["parent_id"] is None:
                 # Children that have not started are cancelled; running ones are terminated below.
                 lifecycle.cancel(conn, current, reason, now)
@@ -361,11 +448,14 @@ class Scheduler:
 
     def _terminate_active(self, job_id: str, reason: str) -> None:
         with self.db.tx() as conn:
-            current = store.get(conn, job_id)
+            current = store.get_for_update(conn, job_id)
             if current is None or current["status"] not in J.ACTIVE or current["is_terminated"]:
                 return
             store.save(conn, current, {"is_terminated": True, "status_reason": reason}, J.now_ms())
             handle = self._handles.get(job_id) or current["runtime"].get("handle")
+            if current["owner"] not in (None, self.server_id):
+                self.cluster.publish(conn, "terminate", current["owner"])  # its server holds the process
+                return
         if handle is not None:  # still STARTING without a process: _start_attempt sees the flag
             self._terminate_process(job_id, handle)
 
@@ -377,6 +467,20 @@ class Scheduler:
         task = asyncio.create_task(self.executor.terminate(handle, grace))
         task.add_done_callback(lambda t: t.cancelled() or t.exception() and log.error(
             "terminating %s failed: %s", job_id, t.exception()))
+
+    def _pickup_claimed(self) -> None:
+        """Start the attempts the scheduling server assigned to this server."""
+        for row in store.claimed_by(self.db.conn, self.server_id):
+            if row["id"] not in self._attempts and not row["runtime"].get("handle"):
+                self._attempts[row["id"]] = asyncio.create_task(self._supervise(
+                    row, _name_of(row["queue_arn"]), _name_of(row["ce_arn"] or ""), None))
+
+    def _pickup_terminations(self) -> None:
+        """TerminateJob (or a timeout) was requested through another server for a job running here."""
+        for row in store.terminating_owned_by(self.db.conn, self.server_id):
+            handle = self._handles.get(row["id"]) or row["runtime"].get("handle")
+            if handle is not None:
+                self._terminate_process(row["id"], handle)
 
     def _fire_timeouts(self, now: int) -> None:
         while self._timeouts and self._timeouts[0][0] <= now:
@@ -407,20 +511,24 @@ class Scheduler:
 
     def _reconcile(self) -> None:
         """After a (re)start: count capacity in use, adopt live attempts, settle the ones that ended."""
-        rows = store.with_status(self.db.conn, [J.STARTING, J.RUNNING])
+        rows = [r for r in store.with_status(self.db.conn, [J.STARTING, J.RUNNING])
+                if r["owner"] in (None, self.server_id)]
         queue_names = {q["jobQueueArn"]: q["jobQueueName"] for q in resources.all_resources(self.db.conn, "job-queue")}
         for row in rows:
             if row["ce_arn"]:
                 self.ledger.add(row["ce_arn"], _need(row))
             handle = row["runtime"].get("handle")
             if handle is None:
-                # Claimed, but the server stopped before it recorded a process. If the attempt directory
-                # exists the process may have been spawned: fail the attempt without retry, so that nothing
-                # can ever run twice. Otherwise it never ran, and the retry rules apply as usual.
-                maybe_ran = attempt_dir(self.service.data_dir / "jobs", row["id"], row["attempt"]).exists()
-                reason = ("batchd stopped while starting the job; whether its process ran is unknown" if maybe_ran
-                          else "batchd stopped before the job's process was started")
-                self._finish_attempt(row["id"], row["attempt"], AttemptExit(None, reason), retry=not maybe_ran)
+                # Claimed, but no process recorded. No attempt directory: the process was never spawned, so
+                # start it now. Otherwise it may have been spawned just before the server stopped: fail the
+                # attempt without retry, so that nothing can ever run twice.
+                if not attempt_dir(self.service.data_dir / "jobs", row["id"], row["attempt"]).exists():
+                    self._attempts[row["id"]] = asyncio.create_task(self._supervise(
+                        row, queue_names.get(row["queue_arn"], _name_of(row["queue_arn"])),
+                        _name_of(row["ce_arn"] or ""), None))
+                    continue
+                reason = "batchd stopped while starting the job; whether its process ran is unknown"
+                self._finish_attempt(row["id"], row["attempt"], AttemptExit(None, reason), retry=False)
                 continue
             if row["status"] == J.STARTING:
                 with self.db.tx() as conn:

@@ -18,9 +18,26 @@ from batchd.store.schema import events, job_deps, jobs
 
 _COLS = [c.name for c in jobs.columns]
 
+# Statements built once: building one costs more than running it (SQLAlchemy compiles each new statement
+# object), and these run once or more per job state change; an array of 10,000 makes that count.
 _by_id = select(jobs).where(jobs.c.id == bindparam("b_id"))
 _insert_job = insert(jobs)
 _insert_event = insert(events)
+_update_by_id = update(jobs).where(jobs.c.id == bindparam("b_id"))  # SET columns = the parameters given
+_dependents = (
+    select(jobs, job_deps.c.type.label("dep_type"))
+    .join(job_deps, job_deps.c.job_id == jobs.c.id)
+    .where(job_deps.c.depends_on == bindparam("b_dep"))
+)
+_child_counts = (
+    select(jobs.c.status, func.count()).where(jobs.c.parent_id == bindparam("b_parent")).group_by(jobs.c.status)
+)
+_runnable_page = (
+    select(jobs)
+    .where(jobs.c.queue_arn == bindparam("b_queue"), jobs.c.status == "RUNNABLE", jobs.c.seq > bindparam("b_after"))
+    .order_by(jobs.c.seq)
+    .limit(bindparam("b_limit"))
+)
 
 
 def _row(r: Any) -> dict[str, Any]:
@@ -77,7 +94,8 @@ def save(conn: Connection, row: dict[str, Any], changes: dict[str, Any], at: int
     """Apply column changes to a job (in the caller's transaction); log an event when the status changed."""
     old_status = row["status"]
     row.update(changes)
-    conn.execute(update(jobs).where(jobs.c.id == row["id"]).values(**changes))
+    if changes:
+        conn.execute(_update_by_id, {"b_id": row["id"], **changes})
     if event and changes.get("status", old_status) != old_status:
         record_event(conn, row, at)
     return row
@@ -85,12 +103,7 @@ def save(conn: Connection, row: dict[str, Any], changes: dict[str, Any], at: int
 
 def runnable_in_queue(conn: Connection, queue_arn: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
     """RUNNABLE jobs of a queue in dispatch (first in, first out) order."""
-    rows = conn.execute(
-        select(jobs)
-        .where(jobs.c.queue_arn == queue_arn, jobs.c.status == "RUNNABLE", jobs.c.seq > after_seq)
-        .order_by(jobs.c.seq)
-        .limit(limit)
-    ).all()
+    rows = conn.execute(_runnable_page, {"b_queue": queue_arn, "b_after": after_seq, "b_limit": limit}).all()
     return [_row(r) for r in rows]
 
 
@@ -103,20 +116,14 @@ def with_status(conn: Connection, statuses: Sequence[str], limit: int | None = N
 
 def dependents(conn: Connection, job_id: str) -> list[dict[str, Any]]:
     """Jobs that wait on job_id, with the dependency type."""
-    rows = conn.execute(
-        select(jobs, job_deps.c.type.label("dep_type"))
-        .join(job_deps, job_deps.c.job_id == jobs.c.id)
-        .where(job_deps.c.depends_on == job_id)
-    ).all()
-    return [_row(r) for r in rows]
+    return [_row(r) for r in conn.execute(_dependents, {"b_dep": job_id}).all()]
 
 
 def waits_on_missing_children(conn: Connection, parent_id: str) -> list[str]:
     """Ids `<parent_id>:<i>` that some job waits on (N_TO_N) but that were never created."""
-    lo, hi = f"{parent_id}:", f"{parent_id};"  # ';' sorts right after ':': the range is the prefix
     rows = conn.execute(
         select(job_deps.c.depends_on).distinct()
-        .where(job_deps.c.depends_on >= lo, job_deps.c.depends_on < hi,
+        .where(job_deps.c.depends_on.startswith(f"{parent_id}:", autoescape=True),
                job_deps.c.depends_on.notin_(select(jobs.c.id).where(jobs.c.parent_id == parent_id)))
     ).all()
     return [r.depends_on for r in rows]
@@ -135,11 +142,30 @@ def children(conn: Connection, parent_id: str) -> list[dict[str, Any]]:
     return [_row(r) for r in rows]
 
 
-def child_status_counts(conn: Connection, parent_id: str) -> dict[str, int]:
+def children_to_fail_on_cancel(conn: Connection, parent_id: str) -> list[dict[str, Any]]:
+    """Children a cancel fails at once: SUBMITTED, or PENDING with nothing to wait for."""
     rows = conn.execute(
-        select(jobs.c.status, func.count()).where(jobs.c.parent_id == parent_id).group_by(jobs.c.status)
+        select(jobs).where(
+            jobs.c.parent_id == parent_id, jobs.c.is_cancelled.is_(False),
+            or_(jobs.c.status == "SUBMITTED", and_(jobs.c.status == "PENDING", jobs.c.pending_deps == 0)),
+        )
     ).all()
-    return {status: n for status, n in rows}
+    return [_row(r) for r in rows]
+
+
+def mark_children_cancelled(conn: Connection, parent_id: str, reason: str) -> int:
+    """CancelJob on an array parent: mark its waiting (PENDING, RUNNABLE) children; they fail by their rules."""
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.parent_id == parent_id, jobs.c.status.in_(["PENDING", "RUNNABLE"]),
+               jobs.c.is_cancelled.is_(False))
+        .values(is_cancelled=True, status_reason=reason, cancel_reason=reason)
+    )
+    return result.rowcount
+
+
+def child_status_counts(conn: Connection, parent_id: str) -> dict[str, int]:
+    return {status: n for status, n in conn.execute(_child_counts, {"b_parent": parent_id}).all()}
 
 
 def set_tags(conn: Connection, row: dict[str, Any], tags: dict[str, str]) -> None:
@@ -268,4 +294,15 @@ def active_owned_by(conn: Connection, owners: Sequence[str]) -> list[dict[str, A
     rows = conn.execute(
         select(jobs).where(jobs.c.owner.in_(list(owners)), jobs.c.status.in_(["STARTING", "RUNNING"]))
     ).all()
+    return [_row(r) for r in rows]
+
+
+def claimed_by(conn: Connection, owner: str) -> list[dict[str, Any]]:
+    rows = conn.execute(select(jobs).where(jobs.c.owner == owner, jobs.c.status == "STARTING")).all()
+    return [_row(r) for r in rows]
+
+
+def terminating_owned_by(conn: Connection, owner: str) -> list[dict[str, Any]]:
+    rows = conn.execute(select(jobs).where(
+        jobs.c.owner == owner, jobs.c.status.in_(["STARTING", "RUNNING"]), jobs.c.is_terminated.is_(True))).all()
     return [_row(r) for r in rows]
