@@ -429,7 +429,7 @@ CASES = [
         "tags-arn-child-job",
         tags_path(f"arn:aws:batch:us-east-1:{ACCOUNT}:job/abc:3"),
         {"tags": {"a": "b"}},
-        ("'resourceArn'",),
+        ("not supported for child jobs",),
     ),
     # Bodies and routing (app.py's checks, which must still be clean 400s).
     Case("malformed-json", "/v1/submitjob", b'{"jobName": ', ("not valid JSON",)),

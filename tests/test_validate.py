@@ -721,12 +721,15 @@ def test_paths_through_shared_functions() -> None:
     assert "def _f" in (validate.generated_source("RegisterJobDefinition") or "")
 
 
-def test_child_job_arns_are_not_taggable() -> None:
+def test_child_job_arns_pass_validation_for_the_handler_to_refuse() -> None:
+    # Well-formed child ARNs reach the tags handler, whose message says why they cannot be tagged.
     for arn in (
         "arn:aws:batch:us-east-1:123456789012:job/abc:3",
         "arn:aws:batch:us-east-1:123456789012:job/abc#0",
     ):
-        bad("TagResource", {"resourceArn": arn, "tags": {"a": "b"}}, "at 'resourceArn'")
+        ok("TagResource", {"resourceArn": arn, "tags": {"a": "b"}})
+    bad("TagResource", {"resourceArn": "arn:aws:batch:us-east-1:123456789012:job/abc:x", "tags": {"a": "b"}},
+        "at 'resourceArn'")
 
 
 def test_validation_does_not_mutate_params() -> None:
