@@ -56,4 +56,9 @@ async def serve(settings: Settings) -> int:
 
 def run(settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(serve(settings))
+    try:
+        import uvloop  # installed with uvicorn[standard]; about twice as fast per request as asyncio's loop
+
+        return uvloop.run(serve(settings))
+    except ImportError:
+        return asyncio.run(serve(settings))

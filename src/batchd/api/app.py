@@ -20,6 +20,7 @@ from batchd.api.errors import ApiError, ClientException, NotImplementedOperation
 from batchd.api.registry import HANDLERS, RequestContext
 from batchd.api.sigv4 import headers_from_asgi
 from batchd.api.validate import BODY_LIMITS, validate_request
+from batchd.store import resources
 
 log = logging.getLogger("batchd.api")
 
@@ -28,6 +29,12 @@ MAX_BODY = 256 * 1024
 LOGS_TARGET_PREFIX = "Logs_20140328."
 
 _JSON = b"application/json"
+# Operations that never change a compute environment, queue, job definition or scheduling policy.
+_READS_AND_JOB_OPS = frozenset({
+    "SubmitJob", "DescribeJobs", "ListJobs", "CancelJob", "CancelJobs", "TerminateJob", "TerminateJobs",
+    "DescribeComputeEnvironments", "DescribeJobQueues", "DescribeJobDefinitions", "DescribeSchedulingPolicies",
+    "ListSchedulingPolicies", "ListTagsForResource", "GetJobQueueSnapshot",
+})
 _AMZ_JSON = b"application/x-amz-json-1.1"
 
 
@@ -137,6 +144,8 @@ class BatchdASGI:
             raise NotImplementedOperation(route.name)
         ctx = RequestContext(caller.account, caller.region, request_id, self.service, caller.access_key_id)
         result = await handler(ctx, params)
+        if route.name not in _READS_AND_JOB_OPS:
+            resources.invalidate_cache()  # a resource changed: cached queues/definitions may be stale
         return Response(200, orjson.dumps(result if result is not None else {}), [(b"content-type", _JSON)])
 
     async def _logs(

@@ -76,18 +76,30 @@ def query_params(query_string: bytes) -> dict[str, list[str]]:
     return out
 
 
-def bind_input(route: Route, body: dict, label_value: str | None, query: dict[str, list[str]]) -> dict:
-    """Place URI and query-string members into the request parameters, as botocore serialised them."""
+@functools.cache
+def _located_members(route: Route) -> tuple[tuple[str, str, str, bool], ...]:
+    """(member, location, wire name, is list) for the members that travel outside the JSON body."""
     shape = route.input_shape
     if shape is None:
-        return body
-    params = dict(body)
+        return ()
+    out = []
     for name, member in shape.members.items():
         loc = member.serialization.get("location")
-        wire = member.serialization.get("name", name)
+        if loc in ("uri", "querystring"):
+            out.append((name, loc, member.serialization.get("name", name), member.type_name == "list"))
+    return tuple(out)
+
+
+def bind_input(route: Route, body: dict, label_value: str | None, query: dict[str, list[str]]) -> dict:
+    """Place URI and query-string members into the request parameters, as botocore serialised them."""
+    located = _located_members(route)
+    if not located:
+        return body
+    params = dict(body)
+    for name, loc, wire, is_list in located:
         if loc == "uri" and label_value is not None:
             params[name] = label_value
         elif loc == "querystring" and wire in query:
             values = query[wire]
-            params[name] = values if member.type_name == "list" else values[-1]
+            params[name] = values if is_list else values[-1]
     return params

@@ -25,8 +25,14 @@ def _job_id_of(ref: str) -> str:
     return ref
 
 
+def _cache_ttl(ctx: RequestContext) -> float | None:
+    # One server: the cache is exact (every change invalidates it). Several: bounded staleness.
+    return None if ctx.service.db.is_sqlite else resources.CACHE_TTL
+
+
 def _queue(ctx: RequestContext, ref: str) -> dict[str, Any]:
-    queue = resources.find_resource(ctx.service.db.conn, "job-queue", ctx.account, ctx.region, ref)
+    queue = resources.find_resource_cached(ctx.service.db.conn, "job-queue", ctx.account, ctx.region, ref,
+                                           _cache_ttl(ctx))
     if queue is None or queue.get("status") in ("DELETING", "DELETED"):
         raise ClientException(f"JobQueue {ref} not found.")
     return queue
@@ -39,7 +45,8 @@ async def submit_job(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
     queue = _queue(ctx, p["jobQueue"])
     if queue.get("state") != "ENABLED":
         raise ClientException(f"JobQueue {queue['jobQueueName']} is DISABLED: it does not accept new jobs.")
-    jd = resources.find_job_definition(conn, ctx.account, ctx.region, p["jobDefinition"], active_only=True)
+    jd = resources.find_active_job_definition_cached(conn, ctx.account, ctx.region, p["jobDefinition"],
+                                                     _cache_ttl(ctx))
     if jd is None:
         raise ClientException(f"JobDefinition {p['jobDefinition']} does not exist or is not in ACTIVE status.")
     if jd.get("type") == "multinode" or jd.get("nodeProperties"):

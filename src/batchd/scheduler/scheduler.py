@@ -87,6 +87,7 @@ class Scheduler:
     def wake(self) -> None:
         """Compute environments or queues changed (or may have): re-read them, then run a pass."""
         self._resources = None
+        resources.invalidate_cache()
         self._wake.set()
         self.cluster.publish_now("resources")
 
@@ -100,6 +101,7 @@ class Scheduler:
         """A wake-up from another server (or the 1 s tick, or our election as the scheduler)."""
         if kind == "resources":
             self._resources = None
+            resources.invalidate_cache()
         if kind in ("claim", "terminate") and target != self.server_id:
             return
         if kind in ("claim", "tick", "leader"):

@@ -10,6 +10,7 @@ import base64
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
@@ -59,13 +60,32 @@ def get_many(conn: Connection, account: str, region: str, ids: Sequence[str]) ->
     return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
 
+_INSERT_COLS = [c.name for c in jobs.columns if c.name != "seq"]
+_JSON_COLS = {"spec", "runtime"}
+_INSERT_DEFAULTS = {"is_cancelled": False, "is_terminated": False, "attempt": 0, "vcpus": 1.0, "memory": 0,
+                    "gpus": 0, "pending_deps": 0}
+_insert_sql: dict[str, str] = {}
+
+
 def insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        # One executemany needs the same keys in every row: a column one row leaves out is NULL.
-        keys = {k for r in rows for k in r}
-        if any(len(r) != len(keys) for r in rows):
-            rows = [{k: r.get(k) for k in keys} for r in rows]
-        conn.execute(_insert_job, rows)
+    """Insert jobs with one driver-level statement: SubmitJob and array fan-out are hot paths, and this skips
+    SQLAlchemy's per-call statement handling. A column a row leaves out gets its default, or NULL."""
+    if not rows:
+        return
+    style = conn.dialect.paramstyle
+    sql = _insert_sql.get(style)
+    if sql is None:
+        mark = "?" if style == "qmark" else "%s"
+        sql = f"INSERT INTO jobs ({', '.join(_INSERT_COLS)}) VALUES ({', '.join([mark] * len(_INSERT_COLS))})"
+        _insert_sql[style] = sql
+    params = [
+        tuple(
+            orjson.dumps(r[c]).decode() if c in _JSON_COLS else r.get(c, _INSERT_DEFAULTS.get(c))
+            for c in _INSERT_COLS
+        )
+        for r in rows
+    ]
+    conn.exec_driver_sql(sql, params if len(params) > 1 else params[0])
 
 
 def insert_deps(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -107,11 +127,15 @@ def runnable_in_queue(conn: Connection, queue_arn: str, after_seq: int, limit: i
     return [_row(r) for r in rows]
 
 
+_with_status = select(jobs).where(jobs.c.status.in_(bindparam("b_statuses", expanding=True))).order_by(jobs.c.seq)
+_with_status_limit = _with_status.limit(bindparam("b_limit"))
+
+
 def with_status(conn: Connection, statuses: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
-    q = select(jobs).where(jobs.c.status.in_(list(statuses))).order_by(jobs.c.seq)
+    params: dict[str, Any] = {"b_statuses": list(statuses)}
     if limit:
-        q = q.limit(limit)
-    return [_row(r) for r in conn.execute(q).all()]
+        params["b_limit"] = limit
+    return [_row(r) for r in conn.execute(_with_status_limit if limit else _with_status, params).all()]
 
 
 def dependents(conn: Connection, job_id: str) -> list[dict[str, Any]]:

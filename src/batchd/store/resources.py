@@ -371,3 +371,43 @@ def _locate_taggable(conn: Connection, arn: str) -> tuple[str, dict] | None:
         spec = dict(row.spec or {})
         return "jobs", spec
     return None
+
+
+# --- a read-through cache for the request hot path (SubmitJob) ----------------------------------------------
+# Queues and job definitions change rarely and are read on every SubmitJob. Entries are dropped by
+# `invalidate_cache()`, which the API calls after every write that is not a job operation, the scheduler calls
+# on `wake()`, and another server's "resources" notification triggers. With several servers an entry also
+# expires after CACHE_TTL seconds, in case a notification was lost. Cached documents are shared: read-only.
+
+CACHE_TTL = 2.0
+_cache: dict[tuple, tuple[float, dict | None]] = {}
+
+
+def invalidate_cache() -> None:
+    _cache.clear()
+
+
+def _cached(key: tuple, load: Any, ttl: float | None) -> dict | None:
+    import time
+
+    hit = _cache.get(key)
+    now = time.monotonic()
+    if hit is not None and (ttl is None or now - hit[0] < ttl):
+        return hit[1]
+    value = load()
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[key] = (now, value)
+    return value
+
+
+def find_resource_cached(conn: Connection, kind: str, account: str, region: str, name_or_arn: str,
+                         ttl: float | None = None) -> dict | None:
+    return _cached(("r", kind, account, region, name_or_arn),
+                   lambda: find_resource(conn, kind, account, region, name_or_arn), ttl)
+
+
+def find_active_job_definition_cached(conn: Connection, account: str, region: str, ref: str,
+                                      ttl: float | None = None) -> dict | None:
+    return _cached(("jd", account, region, ref),
+                   lambda: find_job_definition(conn, account, region, ref, active_only=True), ttl)
