@@ -6,10 +6,8 @@ these tests do not depend on the scheduler.
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +16,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from batchd.domain import logstreams
+from batchd.store import jobs as jobs_store
 from batchd.store import logfiles
+from batchd.store.db import Database
 from batchd.store.logfiles import LogFile
 
 ACCOUNT = "123456789012"
@@ -46,28 +46,17 @@ def add_job(
         ],
         "container": {"logStreamName": streams[-1]},
     }
-    con = sqlite3.connect(server.data_dir / "batchd.sqlite3", timeout=10)
-    with con:
-        con.execute(
-            "INSERT INTO jobs (id, account, region, queue_arn, name, status, created_at, started_at, jd_arn,"
-            " is_cancelled, is_terminated, attempt, vcpus, memory, gpus, pending_deps, spec, runtime)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, 1.0, 0, 0, 0, ?, ?)",
-            (
-                job_id,
-                ACCOUNT,
-                region,
-                f"arn:aws:batch:{region}:{ACCOUNT}:job-queue/logs-test-no-such-queue",
-                "logs-test",
-                status,
-                now,
-                now,
-                f"arn:aws:batch:{region}:{ACCOUNT}:job-definition/{jd}:3",
-                attempts,
-                json.dumps({"jobDefinition": jd}),
-                json.dumps(runtime),
-            ),
-        )
-    con.close()
+    # Straight into the server's store (SQLite file or PostgreSQL database), as if the scheduler had run it.
+    db = Database(server.db_url or f"sqlite:///{server.data_dir / 'batchd.sqlite3'}")
+    with db.tx() as conn:
+        jobs_store.insert_jobs(conn, [{
+            "id": job_id, "account": ACCOUNT, "region": region,
+            "queue_arn": f"arn:aws:batch:{region}:{ACCOUNT}:job-queue/logs-test-no-such-queue",
+            "name": "logs-test", "status": status, "created_at": now, "started_at": now,
+            "jd_arn": f"arn:aws:batch:{region}:{ACCOUNT}:job-definition/{jd}:3", "attempt": attempts,
+            "spec": {"jobDefinition": jd}, "runtime": runtime,
+        }])
+    db.close()
     return job_id, streams
 
 
