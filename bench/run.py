@@ -36,8 +36,8 @@ CLK = os.sysconf("SC_CLK_TCK")
 # --- plumbing ---------------------------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, db: str | None) -> None:
-        self.tmp = tempfile.mkdtemp(prefix="batchd-bench-")
+    def __init__(self, db: str | None, data_dir: str | None = None) -> None:
+        self.tmp = data_dir or tempfile.mkdtemp(prefix="batchd-bench-")
         args = [sys.executable, "-m", "batchd", "serve", "--port", "0", "--data-dir", self.tmp]
         if db:
             args += ["--db", db]

@@ -32,7 +32,7 @@ log = logging.getLogger("batchd.scheduler")
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
 SUBMITTED_BATCH = 2000
 RUNNABLE_PAGE = 64
-CANCELLED_PER_PASS = 500  # cancelled heads failed per pass; the loop serves requests between passes
+CANCELLED_PER_PASS = 200  # cancelled heads failed per pass; the loop serves requests between passes
 
 
 def _need(row: dict[str, Any]) -> tuple[float, int, int]:

@@ -22,6 +22,7 @@ _COLS = [c.name for c in jobs.columns]
 # Statements built once: building one costs more than running it (SQLAlchemy compiles each new statement
 # object), and these run once or more per job state change; an array of 10,000 makes that count.
 _by_id = select(jobs).where(jobs.c.id == bindparam("b_id"))
+_by_ids = select(jobs).where(jobs.c.id.in_(bindparam("b_ids", expanding=True)))
 _insert_job = insert(jobs)
 _insert_event = insert(events)
 _update_by_id = update(jobs).where(jobs.c.id == bindparam("b_id"))  # SET columns = the parameters given
@@ -53,10 +54,10 @@ def get(conn: Connection, job_id: str) -> dict[str, Any] | None:
 def get_many(conn: Connection, account: str, region: str, ids: Sequence[str]) -> list[dict[str, Any]]:
     if not ids:
         return []
-    rows = conn.execute(
-        select(jobs).where(jobs.c.id.in_(list(ids)), jobs.c.account == account, jobs.c.region == region)
-    ).all()
-    by_id = {r.id: _row(r) for r in rows}
+    # Look up by id alone (the unique index) and check the owner here: with account/region in the WHERE
+    # clause SQLite may pick the (account, region, seq) index and scan every job of the account.
+    rows = conn.execute(_by_ids, {"b_ids": list(ids)}).all()
+    by_id = {r.id: _row(r) for r in rows if r.account == account and r.region == region}
     return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
 

@@ -1,0 +1,129 @@
+"""batchd with many jobs stored: restart time, DescribeJobs(100) and ListJobs latency, server RSS.
+
+    python bench/large.py --jobs 1000000          # SQLite (default)
+    python bench/large.py --jobs 1000000 --db postgresql+psycopg://postgres@127.0.0.1:5432/bench_large
+
+The jobs are written straight into the store with the server's own insert (SubmitJob at the measured rate would
+take many minutes for a million); they look like finished and queued jobs of one queue. Then a server is started
+on that store: the time until it answers is the restart time, and requests are timed from a client process.
+Also measures the idle CPU of a server with --runnable jobs RUNNABLE behind a full compute environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import Conn, Server, pct  # noqa: E402
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+
+
+def fill(db_url: str, total: int, runnable: int) -> tuple[str, list[str]]:
+    from batchd.domain.jobs import build_container
+    from batchd.store import jobs as store
+    from batchd.store.db import Database
+
+    db = Database(db_url)
+    db.migrate()
+    queue_arn = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/big"
+    jd_arn = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-definition/big:1"
+    container = build_container({"containerProperties": {"image": "busybox", "command": ["true"],
+                                                         "resourceRequirements": [{"type": "VCPU", "value": "1"}]}},
+                                None, {})
+    now = int(time.time() * 1000) - total
+    sample: list[str] = []
+    batch = 10_000
+    for start in range(0, total, batch):
+        rows = []
+        for i in range(start, min(total, start + batch)):
+            job_id = str(uuid.uuid4())
+            queued = i >= total - runnable
+            rows.append({
+                "id": job_id, "account": ACCOUNT, "region": REGION, "queue_arn": queue_arn, "name": f"j{i}",
+                "status": "RUNNABLE" if queued else "SUCCEEDED", "created_at": now + i,
+                "started_at": None if queued else now + i, "stopped_at": None if queued else now + i + 1,
+                "status_reason": None if queued else "Essential container in task exited", "jd_arn": jd_arn,
+                "attempt": 0 if queued else 1, "runnable_at": now + i if queued else None,
+                "spec": {"jobDefinitionName": "big", "container": container, "parameters": {}, "dependsOn": [],
+                         "tags": {}, "propagateTags": False, "platformCapabilities": ["EC2"]},
+                "runtime": {} if queued else {"attempts": [{"container": {"exitCode": 0}, "startedAt": now + i,
+                                                            "stoppedAt": now + i + 1}],
+                                              "container": {"exitCode": 0}},
+            })
+            if i % (total // 1000 or 1) == 0:
+                sample.append(job_id)
+        with db.tx() as conn:
+            store.insert_jobs(conn, rows)
+    db.close()
+    return queue_arn, sample
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=1_000_000)
+    ap.add_argument("--runnable", type=int, default=100_000, help="how many of them are RUNNABLE (queued)")
+    ap.add_argument("--db", help="database URL (default: SQLite in a temporary data dir)")
+    ap.add_argument("--requests", type=int, default=300)
+    args = ap.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="batchd-large-"))
+    db_url = args.db or f"sqlite:///{data / 'batchd.sqlite3'}"
+    t = time.monotonic()
+    queue_arn, sample = fill(db_url, args.jobs, args.runnable)
+    results: dict = {"jobs": args.jobs, "runnable": args.runnable, "fill_s": time.monotonic() - t,
+                     "db": "postgresql" if args.db else "sqlite"}
+    os.environ["BATCHD_DATA_DIR"] = str(data)
+    t = time.monotonic()
+    srv = Server(args.db, data_dir=str(data))
+    results["restart_s"] = time.monotonic() - t
+    try:
+        c = Conn(srv.host, srv.port)
+        # The queue and a full compute environment, so the RUNNABLE jobs stay queued.
+        c.call("CreateComputeEnvironment", {"computeEnvironmentName": "big", "type": "UNMANAGED", "unmanagedvCpus": 0})
+        time.sleep(0.3)
+        c.call("CreateJobQueue", {"jobQueueName": "big", "priority": 1,
+                                  "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "big"}]})
+        time.sleep(1.0)
+        lat = []
+        for i in range(args.requests):
+            ids = [sample[(i * 7 + k) % len(sample)] for k in range(100)]
+            t = time.perf_counter()
+            got = c.call("DescribeJobs", {"jobs": ids})["jobs"]
+            lat.append((time.perf_counter() - t) * 1000)
+            assert len(got) == len(set(ids))
+        results["describe100_p50_ms"] = pct(lat, 50)
+        results["describe100_p99_ms"] = pct(lat, 99)
+        lat = []
+        token = None
+        for _ in range(min(args.requests, 100)):
+            body = {"jobQueue": "big", "jobStatus": "SUCCEEDED", "maxResults": 100}
+            if token:
+                body["nextToken"] = token
+            t = time.perf_counter()
+            page = c.call("ListJobs", body)
+            lat.append((time.perf_counter() - t) * 1000)
+            token = page.get("nextToken")
+        results["listjobs_page_p50_ms"] = pct(lat, 50)
+        results["listjobs_page_p99_ms"] = pct(lat, 99)
+        cpu0 = srv.cpu_seconds()
+        time.sleep(5)
+        results["idle_cpu_percent"] = (srv.cpu_seconds() - cpu0) / 5 * 100
+        results["rss_mb"] = srv.rss_mb()
+    finally:
+        srv.stop()
+    print(json.dumps(results, indent=2))
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"large-{results['db']}-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
