@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from jobkit import describe, log_lines, make_ce, make_queue, register, submit, wait_status
 
 from conftest import wait_for
+from jobkit import describe, log_lines, make_ce, make_queue, register, submit, wait_status
 
 PARENT_STATES = {"SUBMITTED", "PENDING", "SUCCEEDED", "FAILED"}
 SUMMARY_KEYS = {"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"}
@@ -21,7 +21,7 @@ def _queue(batch, vcpus: int = 4, state: str = "ENABLED") -> tuple[str, str]:
 def _many(batch, ids: list[str]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for i in range(0, len(ids), 100):
-        out.update({j["jobId"]: j for j in batch.describe_jobs(jobs=ids[i:i + 100])["jobs"]})
+        out.update({j["jobId"]: j for j in batch.describe_jobs(jobs=ids[i : i + 100])["jobs"]})
     return out
 
 
@@ -50,8 +50,15 @@ def _list_all(batch, **kw) -> list[dict]:
 
 def test_children_ids_index_environment_and_parent_states(server, batch):
     queue, _ = _queue(batch, vcpus=2)
-    jd = register(batch, ["sh", "-c", 'echo "index=$AWS_BATCH_JOB_ARRAY_INDEX size=$AWS_BATCH_JOB_ARRAY_SIZE '
-                                      'id=$AWS_BATCH_JOB_ID"; sleep 0.3'])
+    jd = register(
+        batch,
+        [
+            "sh",
+            "-c",
+            'echo "index=$AWS_BATCH_JOB_ARRAY_INDEX size=$AWS_BATCH_JOB_ARRAY_SIZE '
+            'id=$AWS_BATCH_JOB_ID"; sleep 0.3',
+        ],
+    )
     t0 = time.monotonic()
     parent = submit(batch, queue, jd, arrayProperties={"size": 5})
     submit_s = time.monotonic() - t0
@@ -105,8 +112,11 @@ def test_one_failing_child_fails_the_parent_after_all_children(batch, tmp_path):
     queue, _ = _queue(batch, vcpus=4)
     cmd = 'if [ "$AWS_BATCH_JOB_ARRAY_INDEX" = 0 ]; then exit 7; fi; sleep 1'
     parent = submit(batch, queue, register(batch, ["sh", "-c", cmd]), arrayProperties={"size": 3})
-    first = wait_for(lambda: (batch.describe_jobs(jobs=[f"{parent}:0"])["jobs"] or [{}])[0].get("status") == "FAILED",
-                     timeout=10, message="child 0 FAILED")
+    first = wait_for(
+        lambda: (batch.describe_jobs(jobs=[f"{parent}:0"])["jobs"] or [{}])[0].get("status") == "FAILED",
+        timeout=10,
+        message="child 0 FAILED",
+    )
     assert first
     # The others still run: the parent has not failed yet.
     p = describe(batch, parent)
@@ -115,7 +125,11 @@ def test_one_failing_child_fails_the_parent_after_all_children(batch, tmp_path):
     job, seen = _watch_parent(batch, parent)
     assert seen <= PARENT_STATES
     assert job["status"] == "FAILED" and job["statusReason"] == "Array Child Job failed"
-    assert job["arrayProperties"]["statusSummary"] == {**dict.fromkeys(SUMMARY_KEYS, 0), "SUCCEEDED": 2, "FAILED": 1}
+    assert job["arrayProperties"]["statusSummary"] == {
+        **dict.fromkeys(SUMMARY_KEYS, 0),
+        "SUCCEEDED": 2,
+        "FAILED": 1,
+    }
     kids = _many(batch, [f"{parent}:{i}" for i in range(3)])
     assert kids[f"{parent}:0"]["container"]["exitCode"] == 7
     assert job["stoppedAt"] >= max(k["stoppedAt"] for k in kids.values())
@@ -173,10 +187,18 @@ def test_array_size_limits(batch):
 
 def test_children_get_the_timeout_and_retry_strategy(server, batch):
     queue, _ = _queue(batch, vcpus=4)
-    cmd = ('echo "attempt=$AWS_BATCH_JOB_ATTEMPT"; if [ "$AWS_BATCH_JOB_ARRAY_INDEX" = 1 ]; then sleep 30; fi; '
-           '[ "$AWS_BATCH_JOB_ATTEMPT" = 2 ]')
-    parent = submit(batch, queue, register(batch, ["sh", "-c", cmd]), arrayProperties={"size": 2},
-                    retryStrategy={"attempts": 2}, timeout={"attemptDurationSeconds": 1})
+    cmd = (
+        'echo "attempt=$AWS_BATCH_JOB_ATTEMPT"; if [ "$AWS_BATCH_JOB_ARRAY_INDEX" = 1 ]; then sleep 30; fi; '
+        '[ "$AWS_BATCH_JOB_ATTEMPT" = 2 ]'
+    )
+    parent = submit(
+        batch,
+        queue,
+        register(batch, ["sh", "-c", cmd]),
+        arrayProperties={"size": 2},
+        retryStrategy={"attempts": 2},
+        timeout={"attemptDurationSeconds": 1},
+    )
     job, _ = _watch_parent(batch, parent, timeout=30)
     kids = _many(batch, [f"{parent}:0", f"{parent}:1"])
     k0, k1 = kids[f"{parent}:0"], kids[f"{parent}:1"]
@@ -212,9 +234,11 @@ def test_array_of_10000_children_runs_to_success(make_server):
             break
         time.sleep(0.5)
     total_s = time.monotonic() - t0
-    print(f"\n10,000-child array: SubmitJob {submit_s * 1000:.0f} ms; all children created after "
-          f"{created_s if created_s is None else round(created_s, 1)} s; parent {job['status']} after "
-          f"{total_s:.1f} s ({10000 / total_s:.0f} children/s)")
+    print(
+        f"\n10,000-child array: SubmitJob {submit_s * 1000:.0f} ms; all children created after "
+        f"{created_s if created_s is None else round(created_s, 1)} s; parent {job['status']} after "
+        f"{total_s:.1f} s ({10000 / total_s:.0f} children/s)"
+    )
     assert job["status"] == "SUCCEEDED", job.get("statusReason")
     assert seen <= PARENT_STATES
     assert job["arrayProperties"]["statusSummary"] == {**dict.fromkeys(SUMMARY_KEYS, 0), "SUCCEEDED": 10000}
@@ -233,8 +257,24 @@ def test_cancelling_a_pending_array_of_10000(make_server):
     t0 = time.monotonic()
     parent = submit(batch, queue, jd, arrayProperties={"size": 10000})
     submit_s = time.monotonic() - t0
-    wait_for(lambda: describe(batch, parent)["arrayProperties"]["statusSummary"]["RUNNABLE"] == 10000,
-             timeout=120, interval=0.2, message="10,000 RUNNABLE children")
+    # R1 for an array: a second array waits (PENDING, no children yet) while the first one's children are
+    # created; cancelled then, it fails at once and never gets children.
+    second = submit(batch, queue, jd, arrayProperties={"size": 3})
+    job = wait_status(batch, second, ("PENDING", "FAILED", "SUCCEEDED"), timeout=5)
+    if sum(job["arrayProperties"].get("statusSummary", {}).values()) == 0:
+        batch.cancel_job(jobId=second, reason="R1 array")
+        job = describe(batch, second)
+        assert job["status"] == "FAILED" and job["statusReason"] == "R1 array" and job["isCancelled"] is True
+        time.sleep(0.5)
+        assert _list_all(batch, arrayJobId=second, jobStatus="FAILED") == []
+    else:
+        print("\n(the second array already had children: the R1 array case was not exercised)")
+    wait_for(
+        lambda: describe(batch, parent)["arrayProperties"]["statusSummary"]["RUNNABLE"] == 10000,
+        timeout=120,
+        interval=0.2,
+        message="10,000 RUNNABLE children",
+    )
     created_s = time.monotonic() - t0
     t1 = time.monotonic()
     batch.cancel_job(jobId=parent, reason="never mind the 10k")
@@ -248,10 +288,16 @@ def test_cancelling_a_pending_array_of_10000(make_server):
             break
         time.sleep(0.1)
     failed_s = time.monotonic() - t1
-    print(f"\n10,000-child cancel: SubmitJob {submit_s * 1000:.0f} ms; children created in {created_s:.1f} s; "
-          f"CancelJob answered in {cancel_call_s * 1000:.0f} ms; parent FAILED {failed_s:.1f} s after CancelJob; "
-          f"slowest DescribeJobs meanwhile {slowest * 1000:.0f} ms")
-    assert job["status"] == "FAILED" and job["statusReason"] == "never mind the 10k" and job["isCancelled"] is True
+    print(
+        f"\n10,000-child cancel: SubmitJob {submit_s * 1000:.0f} ms; children created in {created_s:.1f} s; "
+        f"CancelJob answered in {cancel_call_s * 1000:.0f} ms; parent FAILED {failed_s:.1f} s after CancelJob; "
+        f"slowest DescribeJobs meanwhile {slowest * 1000:.0f} ms"
+    )
+    assert (
+        job["status"] == "FAILED"
+        and job["statusReason"] == "never mind the 10k"
+        and job["isCancelled"] is True
+    )
     assert job["arrayProperties"]["statusSummary"] == {**dict.fromkeys(SUMMARY_KEYS, 0), "FAILED": 10000}
     failed = _list_all(batch, arrayJobId=parent, jobStatus="FAILED")
     assert len(failed) == 10000

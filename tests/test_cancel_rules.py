@@ -62,8 +62,9 @@ def _events(server, job_id: str) -> list[dict]:
 
 def _raw_post(server, path: str, body: object) -> tuple[int, dict, dict]:
     data = json.dumps(body).encode()
-    req = urllib.request.Request(f"{server.url}{path}", data=data, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{server.url}{path}", data=data, method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, dict(resp.headers), json.loads(resp.read() or b"{}")
@@ -126,13 +127,27 @@ def test_r1_lifecycle_cancel_of_submitted_and_idle_pending_rows(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     db.migrate()
     queue = "arn:aws:batch:us-east-1:123456789012:job-queue/q"
-    base = {"account": "123456789012", "region": "us-east-1", "queue_arn": queue, "name": "j", "created_at": 1,
-            "jd_arn": "arn:aws:batch:us-east-1:123456789012:job-definition/jd:1", "is_cancelled": False,
-            "is_terminated": False, "attempt": 0, "vcpus": 1.0, "memory": 0, "gpus": 0, "pending_deps": 0,
-            "spec": {"container": {"command": ["true"]}}, "runtime": {}}
+    base = {
+        "account": "123456789012",
+        "region": "us-east-1",
+        "queue_arn": queue,
+        "name": "j",
+        "created_at": 1,
+        "jd_arn": "arn:aws:batch:us-east-1:123456789012:job-definition/jd:1",
+        "is_cancelled": False,
+        "is_terminated": False,
+        "attempt": 0,
+        "vcpus": 1.0,
+        "memory": 0,
+        "gpus": 0,
+        "pending_deps": 0,
+        "spec": {"container": {"command": ["true"]}},
+        "runtime": {},
+    }
     with db.tx() as conn:
-        store.insert_jobs(conn, [{**base, "id": "sub", "status": J.SUBMITTED},
-                                 {**base, "id": "pen", "status": J.PENDING}])
+        store.insert_jobs(
+            conn, [{**base, "id": "sub", "status": J.SUBMITTED}, {**base, "id": "pen", "status": J.PENDING}]
+        )
     for job_id in ("sub", "pen"):
         with db.tx() as conn:
             assert lifecycle.cancel(conn, store.get(conn, job_id), "R1 reason", 1000)
@@ -141,7 +156,9 @@ def test_r1_lifecycle_cancel_of_submitted_and_idle_pending_rows(tmp_path):
         assert row["stopped_at"] == 1000 and row["attempt"] == 0
         events = store.read_events(db.conn, "123456789012", "us-east-1", 0, 10, job_id)
         assert [e["detail"]["status"] for e in events] == ["FAILED"]
-        assert events[0]["detail"]["statusReason"] == "R1 reason" and events[0]["detail"]["isCancelled"] is True
+        assert (
+            events[0]["detail"]["statusReason"] == "R1 reason" and events[0]["detail"]["isCancelled"] is True
+        )
     assert store.with_status(db.conn, [J.SUBMITTED, J.PENDING, J.RUNNABLE]) == []
     db.close()
 
@@ -154,8 +171,11 @@ def test_r2_cancelled_job_behind_the_head_waits_until_the_head_starts(batch, tmp
     mark_a, mark_b = _marker(tmp_path, "a"), _marker(tmp_path, "b")
     a = submit(batch, queue, _touch_jd(batch, mark_a, "sleep 0.5"))
     b = submit(batch, queue, _touch_jd(batch, mark_b))
-    wait_for(lambda: all(j["status"] == "RUNNABLE" for j in _many(batch, [a, b]).values()), timeout=5,
-             message="A and B RUNNABLE")
+    wait_for(
+        lambda: all(j["status"] == "RUNNABLE" for j in _many(batch, [a, b]).values()),
+        timeout=5,
+        message="A and B RUNNABLE",
+    )
     batch.cancel_job(jobId=b, reason="R2: behind the head")
     # While the blocker runs, A is the head and B stays RUNNABLE, marked cancelled, with the reason.
     for states in _sample(batch, [blocker, a, b], 1.0):
@@ -184,8 +204,11 @@ def test_r2_cancelled_head_fails_promptly_while_the_ce_is_full(batch, tmp_path):
     mark_a, mark_b = _marker(tmp_path, "a"), _marker(tmp_path, "b")
     a = submit(batch, queue, _touch_jd(batch, mark_a))
     b = submit(batch, queue, _touch_jd(batch, mark_b))
-    wait_for(lambda: all(j["status"] == "RUNNABLE" for j in _many(batch, [a, b]).values()), timeout=5,
-             message="A and B RUNNABLE")
+    wait_for(
+        lambda: all(j["status"] == "RUNNABLE" for j in _many(batch, [a, b]).values()),
+        timeout=5,
+        message="A and B RUNNABLE",
+    )
     t0 = time.monotonic()
     batch.cancel_job(jobId=a, reason="R2: the head")
     job_a = wait_status(batch, a, "FAILED", timeout=3)
@@ -263,10 +286,14 @@ def test_r4_cancel_pending_array_parent_children_behind_the_head(batch, tmp_path
     head = submit(batch, queue, _touch_jd(batch, head_mark, "sleep 0.3"))
     marks = tmp_path / "kids"
     marks.mkdir()
-    parent = submit(batch, queue, _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX"),
-                    arrayProperties={"size": 5})
-    wait_for(lambda: (describe(batch, parent)["arrayProperties"].get("statusSummary") or {}).get("RUNNABLE") == 5,
-             timeout=5, message="5 RUNNABLE children")
+    parent = submit(
+        batch, queue, _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX"), arrayProperties={"size": 5}
+    )
+    wait_for(
+        lambda: (describe(batch, parent)["arrayProperties"].get("statusSummary") or {}).get("RUNNABLE") == 5,
+        timeout=5,
+        message="5 RUNNABLE children",
+    )
     kids = [f"{parent}:{i}" for i in range(5)]
     batch.cancel_job(jobId=parent, reason="R4: whole array")
     # The children wait behind the head job (R2); the parent waits for them (R4), PENDING and marked.
@@ -274,11 +301,15 @@ def test_r4_cancel_pending_array_parent_children_behind_the_head(batch, tmp_path
         if states[blocker]["status"] != "RUNNING":
             break
         p = states[parent]
-        assert p["status"] == "PENDING" and p["isCancelled"] is True and p["statusReason"] == "R4: whole array"
+        assert (
+            p["status"] == "PENDING" and p["isCancelled"] is True and p["statusReason"] == "R4: whole array"
+        )
         for k in kids:
             assert states[k]["status"] == "RUNNABLE" and states[k]["isCancelled"] is True
     job = wait_status(batch, parent, ("FAILED", "SUCCEEDED"), timeout=10)
-    assert job["status"] == "FAILED" and job["statusReason"] == "R4: whole array" and job["isCancelled"] is True
+    assert (
+        job["status"] == "FAILED" and job["statusReason"] == "R4: whole array" and job["isCancelled"] is True
+    )
     assert job["arrayProperties"]["statusSummary"]["FAILED"] == 5
     states = _many(batch, kids)
     for k in kids:
@@ -295,13 +326,20 @@ def test_r4_running_child_keeps_running_and_the_parent_waits(batch, tmp_path):
     queue = make_queue(batch, [ce])
     marks = tmp_path / "kids"
     marks.mkdir()
-    parent = submit(batch, queue, _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX", "sleep 2"),
-                    arrayProperties={"size": 3})
+    parent = submit(
+        batch,
+        queue,
+        _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX", "sleep 2"),
+        arrayProperties={"size": 3},
+    )
     _wait_kid(batch, f"{parent}:0", "RUNNING")
     batch.cancel_job(jobId=parent, reason="R4: running child")
     # Children 1 and 2 are cancelled at the head (the CE is full); child 0 runs on (R5); the parent waits.
-    wait_for(lambda: all(describe(batch, f"{parent}:{i}")["status"] == "FAILED" for i in (1, 2)), timeout=3,
-             message="children 1 and 2 FAILED")
+    wait_for(
+        lambda: all(describe(batch, f"{parent}:{i}")["status"] == "FAILED" for i in (1, 2)),
+        timeout=3,
+        message="children 1 and 2 FAILED",
+    )
     for states in _sample(batch, [parent, f"{parent}:0"], 0.8):
         if states[f"{parent}:0"]["status"] != "RUNNING":
             break
@@ -325,8 +363,13 @@ def test_r4_sequential_array_pending_children_wait_for_the_running_one(batch, tm
     queue = make_queue(batch, [ce])
     marks = tmp_path / "kids"
     marks.mkdir()
-    parent = submit(batch, queue, _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX", "sleep 1.5"),
-                    arrayProperties={"size": 3}, dependsOn=[{"type": "SEQUENTIAL"}])
+    parent = submit(
+        batch,
+        queue,
+        _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX", "sleep 1.5"),
+        arrayProperties={"size": 3},
+        dependsOn=[{"type": "SEQUENTIAL"}],
+    )
     kids = [f"{parent}:{i}" for i in range(3)]
     _wait_kid(batch, kids[0], "RUNNING")
     batch.cancel_job(jobId=parent, reason="R4: sequential")
@@ -352,8 +395,13 @@ def test_r4_array_parent_waiting_on_a_dependency_never_gets_children(batch, tmp_
     dep = submit(batch, queue, register(batch, ["sleep", "1"]))
     marks = tmp_path / "kids"
     marks.mkdir()
-    parent = submit(batch, queue, _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX"),
-                    arrayProperties={"size": 4}, dependsOn=[{"jobId": dep}])
+    parent = submit(
+        batch,
+        queue,
+        _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX"),
+        arrayProperties={"size": 4},
+        dependsOn=[{"jobId": dep}],
+    )
     batch.cancel_job(jobId=parent, reason="R4: before any child")
     p = describe(batch, parent)
     assert p["status"] == "PENDING" and p["isCancelled"] is True
@@ -393,17 +441,53 @@ def test_r5_cancel_of_a_running_job_changes_nothing_terminate_stops_it(batch, tm
     assert len(job["attempts"]) == 1
 
 
+def test_terminate_array_parent_cancels_waiting_children_and_stops_running_ones(batch, tmp_path):
+    ce = make_ce(batch, vcpus=1)
+    queue = make_queue(batch, [ce])
+    marks = tmp_path / "kids"
+    marks.mkdir()
+    parent = submit(
+        batch,
+        queue,
+        _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX", "sleep 30"),
+        arrayProperties={"size": 3},
+    )
+    _wait_kid(batch, f"{parent}:0", "RUNNING")
+    t0 = time.monotonic()
+    batch.terminate_job(jobId=parent, reason="stop the array")
+    job = wait_status(batch, parent, ("FAILED", "SUCCEEDED"), timeout=10)
+    assert time.monotonic() - t0 < 5  # SIGTERM ends `sleep` at once; no need for the 2 s grace
+    assert job["status"] == "FAILED" and job["statusReason"] == "stop the array"
+    kids = _many(batch, [f"{parent}:{i}" for i in range(3)])
+    k0 = kids[f"{parent}:0"]
+    assert k0["status"] == "FAILED" and k0["isTerminated"] is True and k0["statusReason"] == "stop the array"
+    assert k0["container"]["exitCode"] in (137, 143) and len(k0["attempts"]) == 1
+    for i in (1, 2):
+        kid = kids[f"{parent}:{i}"]
+        assert (
+            kid["status"] == "FAILED"
+            and kid["statusReason"] == "stop the array"
+            and kid["isCancelled"] is True
+        )
+        _never_started(kid)
+    assert sorted(p.name for p in marks.iterdir()) == ["0"]
+
+
 # --- R6 -----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", [
-    {},
-    {"reason": "r"},
-    {"jobId": "", "reason": "r"},
-    {"jobId": "x"},
-    {"jobId": "x", "reason": ""},
-    {"jobId": None, "reason": "r"},
-], ids=["empty", "no-jobId", "empty-jobId", "no-reason", "empty-reason", "null-jobId"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"reason": "r"},
+        {"jobId": "", "reason": "r"},
+        {"jobId": "x"},
+        {"jobId": "x", "reason": ""},
+        {"jobId": None, "reason": "r"},
+    ],
+    ids=["empty", "no-jobId", "empty-jobId", "no-reason", "empty-reason", "null-jobId"],
+)
 def test_r6_raw_http_requires_job_id_and_reason(server, body):
     status, headers, doc = _raw_post(server, "/v1/canceljob", body)
     assert status == 400, (status, doc)
@@ -470,7 +554,9 @@ def test_r7_reason_everywhere(server, batch, tmp_path):
     listed = batch.list_jobs(jobQueue=queue, jobStatus="FAILED")["jobSummaryList"]
     mine = [s for s in listed if s["jobId"] == job_id]
     assert len(mine) == 1 and mine[0]["statusReason"] == reason and mine[0]["isCancelled"] is True
-    by_name = batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": ["r7-job"]}])["jobSummaryList"]
+    by_name = batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": ["r7-job"]}])[
+        "jobSummaryList"
+    ]
     assert [s["statusReason"] for s in by_name] == [reason]
     # The activity log, over HTTP.
     events = _events(server, job_id)
@@ -480,12 +566,22 @@ def test_r7_reason_everywhere(server, batch, tmp_path):
     assert failed[0]["detail-type"] == "Batch Job State Change" and failed[0]["source"] == "aws.batch"
     assert [e["detail"]["status"] for e in events] == ["RUNNABLE", "FAILED"]
     # ...and through the CLI.
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDDEV", "AWS_SECRET_ACCESS_KEY": "dev-secret",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "AKIDDEV",
+        "AWS_SECRET_ACCESS_KEY": "dev-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     env.pop("AWS_ENDPOINT_URL", None)
     env.pop("AWS_ENDPOINT_URL_BATCH", None)
-    proc = subprocess.run([sys.executable, "-m", "batchd", "events", "--endpoint-url", server.url,
-                           "--job-id", job_id], capture_output=True, text=True, env=env, timeout=30, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchd", "events", "--endpoint-url", server.url, "--job-id", job_id],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     printed = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert [e["detail"]["status"] for e in printed] == ["RUNNABLE", "FAILED"]

@@ -18,14 +18,20 @@ def _queue(batch, vcpus: int = 4) -> str:
 def _many(batch, ids: list[str]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for i in range(0, len(ids), 100):
-        out.update({j["jobId"]: j for j in batch.describe_jobs(jobs=ids[i:i + 100])["jobs"]})
+        out.update({j["jobId"]: j for j in batch.describe_jobs(jobs=ids[i : i + 100])["jobs"]})
     return out
 
 
-def _wait_all(batch, ids: list[str], statuses=("SUCCEEDED", "FAILED"), timeout: float = 20) -> dict[str, dict]:
+def _wait_all(
+    batch, ids: list[str], statuses=("SUCCEEDED", "FAILED"), timeout: float = 20
+) -> dict[str, dict]:
     def done():
         states = _many(batch, ids)
-        return states if len(states) == len(ids) and all(j["status"] in statuses for j in states.values()) else None
+        return (
+            states
+            if len(states) == len(ids) and all(j["status"] in statuses for j in states.values())
+            else None
+        )
 
     return wait_for(done, timeout=timeout, message=f"{len(ids)} jobs in {statuses}")
 
@@ -87,8 +93,12 @@ def test_dependency_on_a_finished_job(batch):
 
 def test_plain_dependency_on_an_array_waits_for_the_whole_array(batch, tmp_path):
     queue = _queue(batch, vcpus=4)
-    array = submit(batch, queue, register(batch, ["sh", "-c", "sleep 0.$((3 + AWS_BATCH_JOB_ARRAY_INDEX * 3))"]),
-                   arrayProperties={"size": 3})
+    array = submit(
+        batch,
+        queue,
+        register(batch, ["sh", "-c", "sleep 0.$((3 + AWS_BATCH_JOB_ARRAY_INDEX * 3))"]),
+        arrayProperties={"size": 3},
+    )
     after = submit(batch, queue, register(batch, ["true"]), dependsOn=[{"jobId": array}])
     kids = [f"{array}:{i}" for i in range(3)]
     done = _wait_all(batch, [array, after, *kids])
@@ -96,8 +106,12 @@ def test_plain_dependency_on_an_array_waits_for_the_whole_array(batch, tmp_path)
     assert done[after]["startedAt"] >= done[array]["stoppedAt"]
     assert done[after]["startedAt"] >= max(done[k]["stoppedAt"] for k in kids)
     # When a child fails, the array fails and so does its dependent.
-    bad = submit(batch, queue, register(batch, ["sh", "-c", 'test "$AWS_BATCH_JOB_ARRAY_INDEX" != 1']),
-                 arrayProperties={"size": 3})
+    bad = submit(
+        batch,
+        queue,
+        register(batch, ["sh", "-c", 'test "$AWS_BATCH_JOB_ARRAY_INDEX" != 1']),
+        arrayProperties={"size": 3},
+    )
     mark = tmp_path / "never"
     dependent = submit(batch, queue, register(batch, ["touch", str(mark)]), dependsOn=[{"jobId": bad}])
     done = _wait_all(batch, [bad, dependent])
@@ -110,7 +124,9 @@ def test_plain_dependency_on_an_array_waits_for_the_whole_array(batch, tmp_path)
 def test_array_with_a_plain_dependency_gates_every_child(batch):
     queue = _queue(batch, vcpus=4)
     first = submit(batch, queue, register(batch, ["sleep", "0.5"]))
-    array = submit(batch, queue, register(batch, ["true"]), arrayProperties={"size": 3}, dependsOn=[{"jobId": first}])
+    array = submit(
+        batch, queue, register(batch, ["true"]), arrayProperties={"size": 3}, dependsOn=[{"jobId": first}]
+    )
     wait_status(batch, first, "RUNNING", timeout=5)
     assert batch.list_jobs(arrayJobId=array, jobStatus="RUNNABLE")["jobSummaryList"] == []
     assert describe(batch, array)["status"] == "PENDING"
@@ -123,10 +139,19 @@ def test_array_with_a_plain_dependency_gates_every_child(batch):
 def test_n_to_n(batch):
     queue = _queue(batch, vcpus=6)
     # Child i of the first array sleeps longer the lower its index, so B:2 may start while A:0 still runs.
-    a = submit(batch, queue, register(batch, ["sh", "-c", "sleep 0.$((9 - AWS_BATCH_JOB_ARRAY_INDEX * 3))"]),
-               arrayProperties={"size": 3})
-    b = submit(batch, queue, register(batch, ["true"]), arrayProperties={"size": 3},
-               dependsOn=[{"jobId": a, "type": "N_TO_N"}])
+    a = submit(
+        batch,
+        queue,
+        register(batch, ["sh", "-c", "sleep 0.$((9 - AWS_BATCH_JOB_ARRAY_INDEX * 3))"]),
+        arrayProperties={"size": 3},
+    )
+    b = submit(
+        batch,
+        queue,
+        register(batch, ["true"]),
+        arrayProperties={"size": 3},
+        dependsOn=[{"jobId": a, "type": "N_TO_N"}],
+    )
     ids = [f"{x}:{i}" for x in (a, b) for i in range(3)]
     done = _wait_all(batch, [a, b, *ids])
     assert done[a]["status"] == "SUCCEEDED" and done[b]["status"] == "SUCCEEDED"
@@ -138,12 +163,21 @@ def test_n_to_n(batch):
 
 def test_n_to_n_failed_child_fails_only_its_partner(batch, tmp_path):
     queue = _queue(batch, vcpus=4)
-    a = submit(batch, queue, register(batch, ["sh", "-c", 'sleep 0.2; test "$AWS_BATCH_JOB_ARRAY_INDEX" != 1']),
-               arrayProperties={"size": 3})
+    a = submit(
+        batch,
+        queue,
+        register(batch, ["sh", "-c", 'sleep 0.2; test "$AWS_BATCH_JOB_ARRAY_INDEX" != 1']),
+        arrayProperties={"size": 3},
+    )
     marks = tmp_path / "b"
     marks.mkdir()
-    b = submit(batch, queue, register(batch, ["sh", "-c", f"touch {marks}/$AWS_BATCH_JOB_ARRAY_INDEX"]),
-               arrayProperties={"size": 3}, dependsOn=[{"jobId": a, "type": "N_TO_N"}])
+    b = submit(
+        batch,
+        queue,
+        register(batch, ["sh", "-c", f"touch {marks}/$AWS_BATCH_JOB_ARRAY_INDEX"]),
+        arrayProperties={"size": 3},
+        dependsOn=[{"jobId": a, "type": "N_TO_N"}],
+    )
     done = _wait_all(batch, [a, b, *(f"{x}:{i}" for x in (a, b) for i in range(3))])
     assert done[f"{a}:1"]["status"] == "FAILED"
     assert done[f"{b}:1"]["status"] == "FAILED" and done[f"{b}:1"]["statusReason"] == "Dependent Job failed"
@@ -157,7 +191,9 @@ def test_n_to_n_on_an_array_that_failed_before_it_had_children(batch, tmp_path):
     """The first array fails on its own dependency and never gets children: the second must not wait forever."""
     queue = _queue(batch, vcpus=4)
     gate = submit(batch, queue, register(batch, ["sh", "-c", "sleep 0.5; exit 1"]))
-    a = submit(batch, queue, register(batch, ["true"]), arrayProperties={"size": 3}, dependsOn=[{"jobId": gate}])
+    a = submit(
+        batch, queue, register(batch, ["true"]), arrayProperties={"size": 3}, dependsOn=[{"jobId": gate}]
+    )
     marks = tmp_path / "b"
     marks.mkdir()
     jd = register(batch, ["sh", "-c", f"touch {marks}/$AWS_BATCH_JOB_ARRAY_INDEX"])
@@ -191,8 +227,13 @@ def test_n_to_n_refusals(batch):
 
 def test_sequential(batch):
     queue = _queue(batch, vcpus=4)
-    parent = submit(batch, queue, register(batch, ["sleep", "0.2"]), arrayProperties={"size": 4},
-                    dependsOn=[{"type": "SEQUENTIAL"}])
+    parent = submit(
+        batch,
+        queue,
+        register(batch, ["sleep", "0.2"]),
+        arrayProperties={"size": 4},
+        dependsOn=[{"type": "SEQUENTIAL"}],
+    )
     kids = [f"{parent}:{i}" for i in range(4)]
     wait_for(lambda: len(_many(batch, kids)) == 4, timeout=5, message="children created")
     running_seen = 0
@@ -217,8 +258,13 @@ def test_sequential_failure_fails_the_rest(batch, tmp_path):
     marks = tmp_path / "kids"
     marks.mkdir()
     cmd = f'touch {marks}/$AWS_BATCH_JOB_ARRAY_INDEX; test "$AWS_BATCH_JOB_ARRAY_INDEX" != 1'
-    parent = submit(batch, queue, register(batch, ["sh", "-c", cmd]), arrayProperties={"size": 4},
-                    dependsOn=[{"type": "SEQUENTIAL"}])
+    parent = submit(
+        batch,
+        queue,
+        register(batch, ["sh", "-c", cmd]),
+        arrayProperties={"size": 4},
+        dependsOn=[{"type": "SEQUENTIAL"}],
+    )
     kids = [f"{parent}:{i}" for i in range(4)]
     done = _wait_all(batch, [parent, *kids])
     assert [done[k]["status"] for k in kids] == ["SUCCEEDED", "FAILED", "FAILED", "FAILED"]
@@ -233,8 +279,13 @@ def test_sequential_failure_fails_the_rest(batch, tmp_path):
 def test_mixed_plain_and_sequential(batch):
     queue = _queue(batch, vcpus=4)
     first = submit(batch, queue, register(batch, ["sleep", "0.5"]))
-    parent = submit(batch, queue, register(batch, ["sleep", "0.1"]), arrayProperties={"size": 3},
-                    dependsOn=[{"jobId": first}, {"type": "SEQUENTIAL"}])
+    parent = submit(
+        batch,
+        queue,
+        register(batch, ["sleep", "0.1"]),
+        arrayProperties={"size": 3},
+        dependsOn=[{"jobId": first}, {"type": "SEQUENTIAL"}],
+    )
     kids = [f"{parent}:{i}" for i in range(3)]
     done = _wait_all(batch, [first, parent, *kids])
     assert done[parent]["status"] == "SUCCEEDED"
@@ -251,7 +302,9 @@ def test_sequential_refusals(batch):
         submit(batch, queue, jd, dependsOn=[{"type": "SEQUENTIAL"}])  # not an array
     other = submit(batch, queue, jd)
     with pytest.raises(batch.exceptions.ClientException):
-        submit(batch, queue, jd, arrayProperties={"size": 2}, dependsOn=[{"jobId": other, "type": "SEQUENTIAL"}])
+        submit(
+            batch, queue, jd, arrayProperties={"size": 2}, dependsOn=[{"jobId": other, "type": "SEQUENTIAL"}]
+        )
 
 
 def test_unknown_dependency_is_refused(batch):
@@ -264,8 +317,12 @@ def test_unknown_dependency_is_refused(batch):
     with pytest.raises(batch.exceptions.ClientException):
         submit(batch, queue, jd, dependsOn=[{"jobId": ok}, {"jobId": missing}])
     # Nothing was stored by the refused submissions.
-    names = [s["jobId"] for s in batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": ["*"]}])
-             ["jobSummaryList"]]
+    names = [
+        s["jobId"]
+        for s in batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": ["*"]}])[
+            "jobSummaryList"
+        ]
+    ]
     assert names == [ok]
 
 
@@ -288,3 +345,31 @@ def test_dependency_given_as_arn(batch):
     b = submit(batch, queue, jd, dependsOn=[{"jobId": a["jobArn"]}])
     done = _wait_all(batch, [a["jobId"], b])
     assert done[b]["status"] == "SUCCEEDED" and done[b]["startedAt"] >= done[a["jobId"]]["stoppedAt"]
+
+
+def test_deleting_a_queue_fails_each_waiting_job_once(server, batch, tmp_path):
+    """Jobs of a deleted queue fail ("JobQueue deleted"); a dependent failed by the cascade first stays as it is
+    (terminal states never change), and its dependents in another queue are released exactly once."""
+    import json
+    import urllib.request
+
+    ce = make_ce(batch, vcpus=2, state="DISABLED")
+    doomed = make_queue(batch, [ce])
+    other = _queue(batch)
+    jd = register(batch, ["touch", str(tmp_path / "never")])
+    a = submit(batch, doomed, jd)
+    b = submit(batch, doomed, jd, dependsOn=[{"jobId": a}])
+    keeps = submit(batch, other, register(batch, ["true"]))
+    c = submit(batch, other, jd, dependsOn=[{"jobId": b}, {"jobId": keeps}])
+    wait_for(lambda: describe(batch, b)["status"] == "PENDING", timeout=5, message="b PENDING")
+    batch.update_job_queue(jobQueue=doomed, state="DISABLED")
+    batch.delete_job_queue(jobQueue=doomed)
+    done = _wait_all(batch, [a, b, c, keeps])
+    assert done[a]["status"] == "FAILED" and done[a]["statusReason"] == "JobQueue deleted"
+    assert done[b]["status"] == "FAILED" and done[c]["status"] == "FAILED"
+    assert done[c]["statusReason"] == "Dependent Job failed"
+    for job_id in (a, b, c):
+        with urllib.request.urlopen(f"{server.url}/batchd/events?jobId={job_id}", timeout=10) as resp:
+            statuses = [e["detail"]["status"] for e in json.load(resp)["events"]]
+        assert statuses.count("FAILED") == 1, (job_id, statuses)
+    assert not (tmp_path / "never").exists()

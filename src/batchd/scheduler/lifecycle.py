@@ -74,9 +74,11 @@ def finished(conn: Connection, row: dict[str, Any], now: int) -> None:
     todo: deque[dict[str, Any]] = deque([row])
     while todo:
         done = todo.popleft()
-        for dep in store.dependents(conn, done["id"]):
-            dep.pop("dep_type", None)
-            if dep["status"] in TERMINAL:
+        for waiting in store.dependents(conn, done["id"]):
+            # Locked re-read: with several servers on PostgreSQL, two dependencies may finish at once, and
+            # each decrement of pending_deps must see the other's.
+            dep = store.get_for_update(conn, waiting["id"])
+            if dep is None or dep["status"] in TERMINAL:
                 continue
             left = max(0, dep["pending_deps"] - 1)
             if done["status"] == FAILED and not dep["is_cancelled"]:
@@ -96,7 +98,7 @@ def finished(conn: Connection, row: dict[str, Any], now: int) -> None:
             if changes.get("status") == FAILED:
                 todo.append(dep)
         if done.get("parent_id"):
-            parent = store.get(conn, done["parent_id"])
+            parent = store.get_for_update(conn, done["parent_id"])  # children finish on several servers
             if parent is not None and parent["status"] not in TERMINAL and _child_done(conn, parent, now):
                 todo.append(parent)  # the array just finished: its dependents move on
         if done["status"] == FAILED and done.get("array_size") is not None and done.get("parent_id") is None:
@@ -125,7 +127,7 @@ def _child_done(conn: Connection, parent: dict[str, Any], now: int) -> bool:
 
 def refresh_parent(conn: Connection, parent_id: str, now: int) -> dict[str, Any] | None:
     """Recount an array parent's children; finish the parent when every child is done."""
-    parent = store.get(conn, parent_id)
+    parent = store.get_for_update(conn, parent_id)
     if parent is None or parent["status"] in TERMINAL:
         return parent
     return recount(conn, parent, now)

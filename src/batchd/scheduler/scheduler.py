@@ -503,7 +503,10 @@ class Scheduler:
             rows = store.unfinished_in_queue(conn, queue_arn)
             for row in rows:
                 if row["status"] not in J.ACTIVE:
-                    lifecycle.fail(conn, row, J.REASON_QUEUE_DELETED, now, is_cancelled=True)
+                    # Re-read: failing an earlier job may have failed this one already (a dependency cascade).
+                    current = store.get(conn, row["id"])
+                    if current is not None and current["status"] not in J.TERMINAL | J.ACTIVE:
+                        lifecycle.fail(conn, current, J.REASON_QUEUE_DELETED, now, is_cancelled=True)
         for row in rows:
             if row["status"] in J.ACTIVE:
                 self._terminate_active(row["id"], J.REASON_QUEUE_DELETED)
