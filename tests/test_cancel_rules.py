@@ -118,7 +118,6 @@ def test_r1_lifecycle_cancel_of_submitted_and_idle_pending_rows(tmp_path):
     """The SUBMITTED branch of R1 is over before any client can race it (the scheduler moves SUBMITTED jobs in
     the pass SubmitJob wakes), so it is also checked directly on the store: FAILED at once, isCancelled, the
     reason, a FAILED event in the activity log, and nothing left for the scheduler to start."""
-    sys.path.insert(0, str(REPO / "src"))
     from batchd.domain import jobs as J
     from batchd.scheduler import lifecycle
     from batchd.store import jobs as store
@@ -167,7 +166,7 @@ def test_r1_lifecycle_cancel_of_submitted_and_idle_pending_rows(tmp_path):
 
 
 def test_r2_cancelled_job_behind_the_head_waits_until_the_head_starts(batch, tmp_path):
-    queue, _, blocker = _blocked_queue(batch, blocker_seconds=2.5)
+    queue, _, blocker = _blocked_queue(batch, blocker_seconds=3)
     mark_a, mark_b = _marker(tmp_path, "a"), _marker(tmp_path, "b")
     a = submit(batch, queue, _touch_jd(batch, mark_a, "sleep 0.5"))
     b = submit(batch, queue, _touch_jd(batch, mark_b))

@@ -142,7 +142,14 @@ def test_n_to_n(batch):
     a = submit(
         batch,
         queue,
-        register(batch, ["sh", "-c", "sleep 0.$((9 - AWS_BATCH_JOB_ARRAY_INDEX * 3))"]),
+        register(
+            batch,
+            [
+                "sh",
+                "-c",
+                "case $AWS_BATCH_JOB_ARRAY_INDEX in 0) sleep 1.5;; 1) sleep 0.8;; *) sleep 0.2;; esac",
+            ],
+        ),
         arrayProperties={"size": 3},
     )
     b = submit(

@@ -6,7 +6,6 @@ process work (starting, terminating) that follows from what these return.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -71,52 +70,87 @@ def _cancel_array_parent(conn: Connection, row: dict[str, Any], reason: str, now
 
 def finished(conn: Connection, row: dict[str, Any], now: int) -> None:
     """A job reached SUCCEEDED or FAILED: release its dependents and update its array parent."""
-    todo: deque[dict[str, Any]] = deque([row])
+    finished_many(conn, [row], now)
+
+
+def fail_cancelled(conn: Connection, ids: list[str], now: int) -> int:
+    """Cancelled RUNNABLE jobs that reached the head of their queue: FAILED with the cancel reason (R2).
+
+    Many at once (one statement for the jobs, one for their events, one per array parent), because a cancelled
+    array puts up to 10,000 of them at the head one after the other. Returns how many failed.
+    """
+    if not ids:
+        return 0
+    rows = store.fail_cancelled_runnable(conn, ids, now)
+    finished_many(conn, rows, now)
+    return len(rows)
+
+
+def finished_many(conn: Connection, rows: list[dict[str, Any]], now: int) -> None:
+    """`finished` for several jobs, level by level: the jobs, then what they released or failed, and so on."""
+    todo: list[dict[str, Any]] = list(rows)
     while todo:
-        done = todo.popleft()
-        for waiting in store.dependents(conn, done["id"]):
-            # Locked re-read: with several servers on PostgreSQL, two dependencies may finish at once, and
-            # each decrement of pending_deps must see the other's.
-            dep = store.get_for_update(conn, waiting["id"])
-            if dep is None or dep["status"] in TERMINAL:
-                continue
-            left = max(0, dep["pending_deps"] - 1)
-            if done["status"] == FAILED and not dep["is_cancelled"]:
-                # A failed dependency fails the dependent at once, and that cascades down the chain.
-                store.save(conn, dep, {"pending_deps": left, "status": FAILED, "status_reason": REASON_DEPENDENCY,
-                                       "stopped_at": now}, now)
-                todo.append(dep)
-                continue
-            changes: dict[str, Any] = {"pending_deps": left}
-            if left == 0 and dep["status"] == PENDING:
-                if dep["is_cancelled"]:
-                    changes.update(status=FAILED, status_reason=dep["cancel_reason"], stopped_at=now)
-                elif dep["array_size"] is None or dep["parent_id"] is not None:
-                    changes.update(status=RUNNABLE, runnable_at=now)
-                # An array parent whose dependencies are met gets its children from the scheduler.
-            store.save(conn, dep, changes, now)
-            if changes.get("status") == FAILED:
-                todo.append(dep)
-        if done.get("parent_id"):
-            parent = store.get_for_update(conn, done["parent_id"])  # children finish on several servers
-            if parent is not None and parent["status"] not in TERMINAL and _child_done(conn, parent, now):
+        level, todo = todo, []
+        ids = [d["id"] for d in level]
+        waited_on = set(ids) if len(ids) == 1 else store.waited_on(conn, ids)
+        for done in level:
+            if done["id"] in waited_on:
+                todo += _release_dependents(conn, done, now)
+        per_parent: dict[str, int] = {}
+        for done in level:
+            if done.get("parent_id"):
+                per_parent[done["parent_id"]] = per_parent.get(done["parent_id"], 0) + 1
+        for parent_id, n in per_parent.items():
+            parent = store.get_for_update(conn, parent_id)  # children finish on several servers
+            if parent is not None and parent["status"] not in TERMINAL and _children_done(conn, parent, n, now):
                 todo.append(parent)  # the array just finished: its dependents move on
-        if done["status"] == FAILED and done.get("array_size") is not None and done.get("parent_id") is None:
-            # An array that failed before creating all its children (a failed dependency, a cancel): children
-            # of another array that wait N_TO_N on the missing ones would wait forever. They failed with it.
-            for ghost in store.waits_on_missing_children(conn, done["id"]):
-                todo.append({"id": ghost, "status": FAILED, "parent_id": None, "array_size": None})
+        for done in level:
+            if done["status"] == FAILED and done.get("array_size") is not None and done.get("parent_id") is None:
+                # An array that failed before creating all its children (a failed dependency, a cancel):
+                # children of another array that wait N_TO_N on the missing ones would wait forever. They
+                # failed with it.
+                for ghost in store.waits_on_missing_children(conn, done["id"]):
+                    todo.append({"id": ghost, "status": FAILED, "parent_id": None, "array_size": None})
 
 
-def _child_done(conn: Connection, parent: dict[str, Any], now: int) -> bool:
-    """One more child of `parent` finished. True when that finished the parent.
+def _release_dependents(conn: Connection, done: dict[str, Any], now: int) -> list[dict[str, Any]]:
+    """Tell the jobs waiting on `done` that it finished; returns the ones that failed because of it."""
+    failed = []
+    for waiting in store.dependents(conn, done["id"]):
+        # Locked re-read: with several servers on PostgreSQL, two dependencies may finish at once, and each
+        # decrement of pending_deps must see the other's.
+        dep = store.get_for_update(conn, waiting["id"])
+        if dep is None or dep["status"] in TERMINAL:
+            continue
+        left = max(0, dep["pending_deps"] - 1)
+        if done["status"] == FAILED and not dep["is_cancelled"]:
+            # A failed dependency fails the dependent at once, and that cascades down the chain.
+            store.save(conn, dep, {"pending_deps": left, "status": FAILED, "status_reason": REASON_DEPENDENCY,
+                                   "stopped_at": now}, now)
+            failed.append(dep)
+            continue
+        changes: dict[str, Any] = {"pending_deps": left}
+        if left == 0 and dep["status"] == PENDING:
+            if dep["is_cancelled"]:
+                changes.update(status=FAILED, status_reason=dep["cancel_reason"], stopped_at=now)
+            elif dep["array_size"] is None or dep["parent_id"] is not None:
+                changes.update(status=RUNNABLE, runnable_at=now)
+            # An array parent whose dependencies are met gets its children from the scheduler.
+        store.save(conn, dep, changes, now)
+        if changes.get("status") == FAILED:
+            failed.append(dep)
+    return failed
+
+
+def _children_done(conn: Connection, parent: dict[str, Any], n: int, now: int) -> bool:
+    """`n` more children of `parent` finished. True when that finished the parent.
 
     Counting the children by status costs a scan of all of them (about 20 ms for 10,000), so each finished child
     only bumps a counter; the exact recount runs when the counter says the last child is done (and corrects the
     counter if it was ever off, so a parent never finishes early).
     """
     runtime = parent["runtime"]
-    done = int(runtime.get("childrenDone", 0)) + 1
+    done = int(runtime.get("childrenDone", 0)) + n
     expected = int(runtime.get("childrenCreated", 0)) if parent["is_cancelled"] else parent["array_size"]
     if done < expected:
         store.save(conn, parent, {"runtime": {**runtime, "childrenDone": done}}, now, event=False)

@@ -186,7 +186,8 @@ class Scheduler:
         mem_per_vcpu, gpus = self.settings.memory_mib_per_vcpu, self.settings.gpus_per_compute_environment
         self._next_limit_check = None
         launches: list[tuple[dict[str, Any], str, str]] = []
-        cancelled_failed, more = 0, False
+        doomed: list[str] = []  # cancelled jobs that reached the head of their queue
+        more = False
         with self.db.tx() as tx:
             for queue in queues:
                 order = sorted(queue.get("computeEnvironmentOrder") or [], key=lambda o: o["order"])
@@ -202,21 +203,21 @@ class Scheduler:
                         break
                     for head in page:
                         after = head["seq"]
-                        if not head["is_cancelled"] and not any(
+                        if head["is_cancelled"]:
+                            # The seed's rule: a cancelled RUNNABLE job fails when it reaches the head. They
+                            # fail together below (a cancelled array brings thousands), a bounded number per pass.
+                            if len(doomed) >= CANCELLED_PER_PASS:
+                                more = blocked = True
+                                break
+                            doomed.append(head["id"])
+                            continue
+                        if not any(
                             accepts_jobs(ce) and self.ledger.fits(ce["computeEnvironmentArn"], cap, _need(head))
                             for ce, cap in envs
                         ) and not queue.get("jobStateTimeLimitActions"):
                             row = head  # blocked: the light row is enough
                         else:
                             row = store.get(tx, head["id"])
-                        if row["is_cancelled"]:
-                            # The seed's rule: a cancelled RUNNABLE job fails when it reaches the head.
-                            if cancelled_failed >= CANCELLED_PER_PASS:  # e.g. a cancelled array of 10,000
-                                more = blocked = True
-                                break
-                            lifecycle.fail(tx, row, row["cancel_reason"] or row["status_reason"] or "Cancelled", now)
-                            cancelled_failed += 1
-                            continue
                         need = _need(row)
                         placed, owner = None, None
                         for ce, cap in envs:
@@ -239,6 +240,7 @@ class Scheduler:
                             store.save(tx, row, {"status_reason": J.REASON_NO_FIT}, now)
                         blocked = True
                         break
+            lifecycle.fail_cancelled(tx, doomed, now)
         for row, queue_name, ce_name in launches:
             self._attempts[row["id"]] = asyncio.create_task(self._supervise(row, queue_name, ce_name, None))
         return more

@@ -144,6 +144,30 @@ def dependents(conn: Connection, job_id: str) -> list[dict[str, Any]]:
     return [_row(r) for r in conn.execute(_dependents, {"b_dep": job_id}).all()]
 
 
+def waited_on(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Which of these jobs some other job depends on."""
+    rows = conn.execute(select(job_deps.c.depends_on).distinct().where(job_deps.c.depends_on.in_(list(ids)))).all()
+    return {r.depends_on for r in rows}
+
+
+def fail_cancelled_runnable(conn: Connection, ids: Sequence[str], now: int) -> list[dict[str, Any]]:
+    """FAILED, with their cancel reason, for those of these jobs that are still RUNNABLE and cancelled; returns
+    them as they are now (their events are recorded)."""
+    cond = and_(jobs.c.id.in_(list(ids)), jobs.c.status == "RUNNABLE", jobs.c.is_cancelled.is_(True))
+    rows = [_row(r) for r in conn.execute(select(jobs).where(cond).order_by(jobs.c.seq).with_for_update()).all()]
+    if not rows:
+        return []
+    conn.execute(
+        update(jobs).where(jobs.c.id.in_([r["id"] for r in rows]))
+        .values(status="FAILED", stopped_at=now,
+                status_reason=func.coalesce(jobs.c.cancel_reason, jobs.c.status_reason, "Cancelled"))
+    )
+    for r in rows:
+        r.update(status="FAILED", stopped_at=now, status_reason=r["cancel_reason"] or r["status_reason"] or "Cancelled")
+    record_events(conn, rows, now)
+    return rows
+
+
 def waits_on_missing_children(conn: Connection, parent_id: str) -> list[str]:
     """Ids `<parent_id>:<i>` that some job waits on (N_TO_N) but that were never created."""
     rows = conn.execute(
