@@ -66,8 +66,9 @@ def test_higher_priority_queue_first(batch):
 def test_terminate_job_that_ignores_sigterm(batch, server):
     queue, jd = setup(batch, ["sh", "-c", "trap '' TERM; echo started; sleep 60 & wait; sleep 60"])
     job_id = submit(batch, queue, jd)
-    wait_status(batch, job_id, "RUNNING")
-    time.sleep(0.3)
+    running = wait_status(batch, job_id, "RUNNING")
+    # Terminate only once the trap is in place (its "started" line is in the log).
+    wait_for(lambda: "started" in log_lines(server, running), message="the job's trap")
     t0 = time.monotonic()
     batch.terminate_job(jobId=job_id, reason="operator said stop")
     job = wait_status(batch, job_id, "FAILED", timeout=20)

@@ -228,16 +228,16 @@ def test_timeout_ignoring_sigterm_is_killed_after_the_grace(batch):
 
 
 def test_timeout_from_the_job_definition_counts_per_attempt(batch):
-    """The countdown restarts with each attempt: two 0.6 s attempts under a 1 s timeout both finish."""
+    """The countdown restarts with each attempt: two 1.2 s attempts under a 2 s timeout both finish."""
     queue, _ = _queue(batch)
     jd = register(
         batch,
-        ["sh", "-c", 'sleep 0.6; [ "$AWS_BATCH_JOB_ATTEMPT" = 2 ]'],
-        timeout={"attemptDurationSeconds": 1},
+        ["sh", "-c", 'sleep 1.2; [ "$AWS_BATCH_JOB_ATTEMPT" = 2 ]'],
+        timeout={"attemptDurationSeconds": 2},
     )
     job = _finished(batch, submit(batch, queue, jd, retryStrategy={"attempts": 2}))
     assert job["status"] == "SUCCEEDED" and _exits(job) == [1, 0]
-    assert job["stoppedAt"] - job["attempts"][0]["startedAt"] >= 1200  # longer than one timeout in all
+    assert job["stoppedAt"] - job["attempts"][0]["startedAt"] >= 2200  # longer than one timeout in all
 
 
 # --- job-state time limits ----------------------------------------------------------------------------------

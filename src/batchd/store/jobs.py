@@ -1,6 +1,6 @@
 """Named queries over jobs, their dependencies and the activity log.
 
-Every state change goes through `set_state`, which also appends the "Batch Job State Change" event in the same
+Every state change goes through `save`, which also appends the "Batch Job State Change" event in the same
 transaction, so the activity log and the job can never disagree.
 """
 
@@ -21,11 +21,6 @@ _COLS = [c.name for c in jobs.columns]
 
 # Statements built once: building one costs more than running it (SQLAlchemy compiles each new statement
 # object), and these run once or more per job state change; an array of 10,000 makes that count.
-_by_id = select(jobs).where(jobs.c.id == bindparam("b_id"))
-_by_ids = select(jobs).where(jobs.c.id.in_(bindparam("b_ids", expanding=True)))
-_insert_job = insert(jobs)
-_insert_event = insert(events)
-_update_by_id = update(jobs).where(jobs.c.id == bindparam("b_id"))  # SET columns = the parameters given
 _dependents = (
     select(jobs, job_deps.c.type.label("dep_type"))
     .join(job_deps, job_deps.c.job_id == jobs.c.id)
@@ -46,19 +41,69 @@ def _row(r: Any) -> dict[str, Any]:
     return dict(r._mapping)
 
 
+# --- driver-level statements for the per-job hot path --------------------------------------------------------
+# Reading, updating and logging a job happen several times per job; SQLAlchemy's per-execute work costs more
+# than SQLite's. These run as plain SQL through the same connection and transaction, with JSON columns encoded
+# and decoded here (SQLite hands back text, psycopg already-decoded values).
+
+_SELECT_JOBS = "SELECT " + ", ".join(_COLS) + " FROM jobs"
+_JSON = frozenset({"spec", "runtime"})
+_driver_sql: dict[tuple, str] = {}
+
+
+def _sql(conn: Connection, key: tuple, text: str) -> str:
+    """`text` written with `?` placeholders, in the driver's own style (cached)."""
+    full = (conn.dialect.paramstyle, *key)
+    sql = _driver_sql.get(full)
+    if sql is None:
+        sql = text if conn.dialect.paramstyle == "qmark" else text.replace("?", "%s")
+        _driver_sql[full] = sql
+    return sql
+
+
+def _run(conn: Connection, sql: str, params: Any = (), many: bool = False) -> Any:
+    """Execute on the driver's own cursor, inside the connection's current transaction. (SQLAlchemy's result
+    objects build per-column metadata on every call: more work than the query itself on this path.)"""
+    cur = conn.connection.cursor()
+    if many:
+        cur.executemany(sql, params)
+    else:
+        cur.execute(sql, params)
+    return cur
+
+
+def _decode(values: Sequence[Any]) -> dict[str, Any]:
+    row = dict(zip(_COLS, values, strict=True))
+    for col in _JSON:
+        if isinstance(row[col], str | bytes):
+            row[col] = orjson.loads(row[col])
+    row["is_cancelled"] = bool(row["is_cancelled"])
+    row["is_terminated"] = bool(row["is_terminated"])
+    return row
+
+
+def _encode(col: str, value: Any) -> Any:
+    return orjson.dumps(value).decode() if col in _JSON else value
+
+
 def get(conn: Connection, job_id: str) -> dict[str, Any] | None:
-    r = conn.execute(_by_id, {"b_id": job_id}).first()
-    return _row(r) if r else None
+    r = _run(conn, _sql(conn, ("get",), _SELECT_JOBS + " WHERE id = ?"), (job_id,)).fetchone()
+    return _decode(r) if r else None
 
 
 def get_many(conn: Connection, account: str, region: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+    ids = list(dict.fromkeys(ids))
     if not ids:
         return []
     # Look up by id alone (the unique index) and check the owner here: with account/region in the WHERE
     # clause SQLite may pick the (account, region, seq) index and scan every job of the account.
-    rows = conn.execute(_by_ids, {"b_ids": list(ids)}).all()
-    by_id = {r.id: _row(r) for r in rows if r.account == account and r.region == region}
-    return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+    sql = _sql(conn, ("get_many", len(ids)), _SELECT_JOBS + f" WHERE id IN ({', '.join('?' * len(ids))})")
+    by_id = {}
+    for r in _run(conn, sql, tuple(ids)).fetchall():
+        row = _decode(r)
+        if row["account"] == account and row["region"] == region:
+            by_id[row["id"]] = row
+    return [by_id[i] for i in ids if i in by_id]
 
 
 _INSERT_COLS = [c.name for c in jobs.columns if c.name != "seq"]
@@ -86,7 +131,7 @@ def insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> None:
         )
         for r in rows
     ]
-    conn.exec_driver_sql(sql, params if len(params) > 1 else params[0])
+    _run(conn, sql, params, many=True)
 
 
 def insert_deps(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -94,21 +139,17 @@ def insert_deps(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(insert(job_deps), rows)
 
 
+_INSERT_EVENT = "INSERT INTO events (account, region, job_id, time, detail) VALUES (?, ?, ?, ?, ?)"
+
+
 def record_event(conn: Connection, row: dict[str, Any], at: int) -> None:
-    conn.execute(
-        _insert_event,
-        {"account": row["account"], "region": row["region"], "job_id": row["id"], "time": at,
-         "detail": render_detail(row)},
-    )
+    record_events(conn, [row], at)
 
 
 def record_events(conn: Connection, rows: Iterable[dict[str, Any]], at: int) -> None:
-    batch = [
-        {"account": r["account"], "region": r["region"], "job_id": r["id"], "time": at, "detail": render_detail(r)}
-        for r in rows
-    ]
+    batch = [(r["account"], r["region"], r["id"], at, orjson.dumps(render_detail(r)).decode()) for r in rows]
     if batch:
-        conn.execute(_insert_event, batch)
+        _run(conn, _sql(conn, ("event",), _INSERT_EVENT), batch, many=True)
 
 
 def save(conn: Connection, row: dict[str, Any], changes: dict[str, Any], at: int, event: bool = True) -> dict:
@@ -116,7 +157,9 @@ def save(conn: Connection, row: dict[str, Any], changes: dict[str, Any], at: int
     old_status = row["status"]
     row.update(changes)
     if changes:
-        conn.execute(_update_by_id, {"b_id": row["id"], **changes})
+        cols = tuple(changes)
+        sql = _sql(conn, ("save", cols), f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?")
+        _run(conn, sql, (*(_encode(c, changes[c]) for c in cols), row["id"]))
     if event and changes.get("status", old_status) != old_status:
         record_event(conn, row, at)
     return row
@@ -128,15 +171,14 @@ def runnable_in_queue(conn: Connection, queue_arn: str, after_seq: int, limit: i
     return [_row(r) for r in rows]
 
 
-_with_status = select(jobs).where(jobs.c.status.in_(bindparam("b_statuses", expanding=True))).order_by(jobs.c.seq)
-_with_status_limit = _with_status.limit(bindparam("b_limit"))
 
 
 def with_status(conn: Connection, statuses: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
-    params: dict[str, Any] = {"b_statuses": list(statuses)}
-    if limit:
-        params["b_limit"] = limit
-    return [_row(r) for r in conn.execute(_with_status_limit if limit else _with_status, params).all()]
+    marks = ", ".join("?" * len(statuses))
+    text = _SELECT_JOBS + f" WHERE status IN ({marks}) ORDER BY seq" + (" LIMIT ?" if limit else "")
+    params = (*statuses, limit) if limit else tuple(statuses)
+    return [_decode(r) for r in _run(conn, _sql(conn, ("with_status", len(statuses), bool(limit)), text),
+                                     params).fetchall()]
 
 
 def dependents(conn: Connection, job_id: str) -> list[dict[str, Any]]:
@@ -318,15 +360,14 @@ def runnable_heads(conn: Connection, queue_arn: str, after_seq: int, limit: int)
     return [dict(r._mapping) for r in rows]
 
 
-_by_id_locked = select(jobs).where(jobs.c.id == bindparam("b_id")).with_for_update()
-
-
 def get_for_update(conn: Connection, job_id: str) -> dict[str, Any] | None:
     """Read a job inside a write transaction, locking its row on PostgreSQL (other servers wait for us).
 
-    SQLite has one writer at a time, so the lock is implicit there (SQLAlchemy drops FOR UPDATE)."""
-    r = conn.execute(_by_id_locked, {"b_id": job_id}).first()
-    return _row(r) if r else None
+    SQLite has one writer at a time, so the lock is implicit there."""
+    if conn.dialect.name == "sqlite":
+        return get(conn, job_id)
+    r = _run(conn, _sql(conn, ("get_locked",), _SELECT_JOBS + " WHERE id = ? FOR UPDATE"), (job_id,)).fetchone()
+    return _decode(r) if r else None
 
 
 def usage_by_compute_environment(conn: Connection) -> dict[str, tuple[float, int, int]]:
