@@ -321,8 +321,12 @@ def list_jobs(
         cond.append(jobs.c.share_id == share_id)
     if before_seq is not None:
         cond.append(jobs.c.seq < before_seq)
-    rows = conn.execute(select(jobs).where(and_(*cond)).order_by(jobs.c.seq.desc()).limit(limit)).all()
+    # A summary needs no `spec` (the largest document): leave it out of the page.
+    rows = conn.execute(select(*_SUMMARY_COLS).where(and_(*cond)).order_by(jobs.c.seq.desc()).limit(limit)).all()
     return [_row(r) for r in rows]
+
+
+_SUMMARY_COLS = [c for c in jobs.columns if c.name != "spec"]
 
 
 # --- the activity log -------------------------------------------------------------------------------------
