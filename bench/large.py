@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -66,43 +65,36 @@ def fill(db_url: str, total: int, runnable: int) -> tuple[str, list[str]]:
     return queue_arn, sample
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--jobs", type=int, default=1_000_000)
-    ap.add_argument("--runnable", type=int, default=100_000, help="how many of them are RUNNABLE (queued)")
-    ap.add_argument("--db", help="database URL (default: SQLite in a temporary data dir)")
-    ap.add_argument("--requests", type=int, default=300)
-    args = ap.parse_args()
+def measure(db: str | None, jobs: int, runnable: int, requests: int) -> dict:
+    """Fill a fresh store, start a server on it, and measure; returns the figures."""
     data = Path(tempfile.mkdtemp(prefix="batchd-large-"))
-    db_url = args.db or f"sqlite:///{data / 'batchd.sqlite3'}"
+    db_url = db or f"sqlite:///{data / 'batchd.sqlite3'}"
     t = time.monotonic()
-    queue_arn, sample = fill(db_url, args.jobs, args.runnable)
-    results: dict = {"jobs": args.jobs, "runnable": args.runnable, "fill_s": time.monotonic() - t,
-                     "db": "postgresql" if args.db else "sqlite"}
-    os.environ["BATCHD_DATA_DIR"] = str(data)
+    _, sample = fill(db_url, jobs, runnable)
+    results: dict = {"large_jobs": jobs, "large_runnable": runnable, "large_fill_s": time.monotonic() - t}
     t = time.monotonic()
-    srv = Server(args.db, data_dir=str(data))
-    results["restart_s"] = time.monotonic() - t
+    srv = Server(db, data_dir=str(data))
+    results["large_restart_s"] = time.monotonic() - t
     try:
         c = Conn(srv.host, srv.port)
-        # The queue and a full compute environment, so the RUNNABLE jobs stay queued.
+        # The queue and a compute environment with no room, so the RUNNABLE jobs stay queued.
         c.call("CreateComputeEnvironment", {"computeEnvironmentName": "big", "type": "UNMANAGED", "unmanagedvCpus": 0})
         time.sleep(0.3)
         c.call("CreateJobQueue", {"jobQueueName": "big", "priority": 1,
                                   "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "big"}]})
-        time.sleep(1.0)
+        srv.wait_idle()
         lat = []
-        for i in range(args.requests):
+        for i in range(requests):
             ids = [sample[(i * 7 + k) % len(sample)] for k in range(100)]
             t = time.perf_counter()
             got = c.call("DescribeJobs", {"jobs": ids})["jobs"]
             lat.append((time.perf_counter() - t) * 1000)
             assert len(got) == len(set(ids))
-        results["describe100_p50_ms"] = pct(lat, 50)
-        results["describe100_p99_ms"] = pct(lat, 99)
+        results["large_describe100_p50_ms"] = pct(lat, 50)
+        results["large_describe100_p99_ms"] = pct(lat, 99)
         lat = []
         token = None
-        for _ in range(min(args.requests, 100)):
+        for _ in range(min(requests, 100)):
             body = {"jobQueue": "big", "jobStatus": "SUCCEEDED", "maxResults": 100}
             if token:
                 body["nextToken"] = token
@@ -110,18 +102,27 @@ def main() -> int:
             page = c.call("ListJobs", body)
             lat.append((time.perf_counter() - t) * 1000)
             token = page.get("nextToken")
-        results["listjobs_page_p50_ms"] = pct(lat, 50)
-        results["listjobs_page_p99_ms"] = pct(lat, 99)
+        results["large_listjobs_page_p50_ms"] = pct(lat, 50)
+        results["large_listjobs_page_p99_ms"] = pct(lat, 99)
+        srv.wait_idle()
         cpu0 = srv.cpu_seconds()
         time.sleep(5)
-        results["idle_cpu_percent"] = (srv.cpu_seconds() - cpu0) / 5 * 100
-        results["rss_mb"] = srv.rss_mb()
+        results["queued_idle_cpu_percent"] = (srv.cpu_seconds() - cpu0) / 5 * 100
+        results["large_rss_mb"] = srv.rss_mb()
     finally:
         srv.stop()
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=1_000_000)
+    ap.add_argument("--runnable", type=int, default=100_000, help="how many of them are RUNNABLE (queued)")
+    ap.add_argument("--db", help="database URL (default: SQLite in a temporary data dir)")
+    ap.add_argument("--requests", type=int, default=300)
+    args = ap.parse_args()
+    results = measure(args.db, args.jobs, args.runnable, args.requests)
     print(json.dumps(results, indent=2))
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"large-{results['db']}-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
     return 0
 
 

@@ -280,19 +280,29 @@ TARGETS = [
     ("array_submit_ms", "array SubmitJob latency (ms)", "<= 300"),
     ("array_all_succeeded_s", "array: all children SUCCEEDED (s)", ""),
     ("array_cancel_to_failed_s", "array: CancelJob -> parent FAILED (s)", "<= 2"),
+    ("large_restart_s", "N jobs stored: restart until serving (s)", "<= 5 (1M)"),
+    ("large_describe100_p50_ms", "N jobs stored: DescribeJobs(100) p50 (ms)", ""),
+    ("large_describe100_p99_ms", "N jobs stored: DescribeJobs(100) p99 (ms)", "<= 25 (1M)"),
+    ("large_listjobs_page_p50_ms", "N jobs stored: ListJobs page p50 (ms)", ""),
+    ("large_listjobs_page_p99_ms", "N jobs stored: ListJobs page p99 (ms)", ""),
+    ("large_rss_mb", "N jobs stored (queued part RUNNABLE): RSS (MB)", "<= 600 (1M) / <= 200 (100k queued)"),
+    ("queued_idle_cpu_percent", "jobs queued behind a full CE: idle CPU (%)", "~ 0"),
 ]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", help="database URL (default: SQLite in a temporary data dir)")
-    ap.add_argument("--only", default="submit,cpu,latency,sustained,array", help="comma-separated parts")
+    ap.add_argument("--only", default="submit,cpu,latency,sustained,array,large",
+                    help="comma-separated parts: submit,cpu,latency,sustained,array,large")
     ap.add_argument("--submit-total", type=int, default=4000)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--cpu-n", type=int, default=2000)
     ap.add_argument("--latency-samples", type=int, default=100)
     ap.add_argument("--sustained", type=int, default=2000)
     ap.add_argument("--array-size", type=int, default=10000)
+    ap.add_argument("--large-jobs", type=int, default=1_000_000, help="jobs stored for the 'large' part")
+    ap.add_argument("--large-runnable", type=int, default=100_000, help="of which RUNNABLE (queued)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     parts = set(args.only.split(","))
@@ -313,12 +323,18 @@ def main() -> int:
         results["server_rss_mb"] = srv.rss_mb()
     finally:
         srv.stop()
+    if "large" in parts:
+        import large
+
+        results.update(large.measure(args.db, args.large_jobs, args.large_runnable, 300))
     print(f"\nbatchd benchmark ({results['db']}, {results['cores']} cores)")
     print(f"{'figure':45} {'measured':>12}  target")
     for key, label, target in TARGETS:
         if key in results:
             print(f"{label:45} {results[key]:12.3f}  {target}")
-    print(f"{'server RSS at end (MB)':45} {results['server_rss_mb']:12.1f}")
+    print(f"{'server RSS after the parts above (MB)':45} {results['server_rss_mb']:12.1f}")
+    if "large_jobs" in results:
+        print(f"(N = {results['large_jobs']:,} jobs stored, {results['large_runnable']:,} of them RUNNABLE)")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     out = Path(args.out) / f"bench-{results['db']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2))

@@ -15,18 +15,15 @@ from batchd.api.errors import ClientException
 from batchd.api.registry import RequestContext, operation
 from batchd.domain.arns import make_arn, partition_for
 from batchd.handlers.resources_common import (
-    check_describe_refs,
     check_name,
     check_tags,
-    decode_token,
+    describe_resources,
     not_found,
     opt_dict,
     opt_enum,
     opt_int,
     opt_list,
     opt_str,
-    page_size,
-    paginate,
     require_str,
     schedule_settle,
     wake_scheduler,
@@ -175,18 +172,8 @@ async def create_compute_environment(ctx: RequestContext, params: dict[str, Any]
 
 @operation("DescribeComputeEnvironments")
 async def describe_compute_environments(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    refs = check_describe_refs(opt_list(params, "computeEnvironments"), "computeEnvironments")
-    limit = page_size(params)
-    conn = ctx.service.db.conn
-    if refs:
-        return {"computeEnvironments": store.find_resources(conn, KIND, ctx.account, ctx.region, refs)}
-    after = decode_token(opt_str(params, "nextToken"), "ce")
-    rows = store.page_resources(conn, KIND, ctx.account, ctx.region, after, limit + 1)
-    docs, token = paginate(rows, limit, "ce")
-    out: dict[str, Any] = {"computeEnvironments": docs}
-    if token:
-        out["nextToken"] = token
-    return out
+    return describe_resources(ctx, params, KIND, "computeEnvironments", "ce")
+
 
 
 @operation("UpdateComputeEnvironment")

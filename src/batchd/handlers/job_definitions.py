@@ -24,8 +24,8 @@ from batchd.handlers.resources_common import (
     opt_int,
     opt_list,
     opt_str,
+    page_of,
     page_size,
-    paginate,
     require_str,
 )
 from batchd.store import resources as store
@@ -409,11 +409,7 @@ async def describe_job_definitions(ctx: RequestContext, params: dict[str, Any]) 
     rows = store.page_job_definitions(
         conn, ctx.account, ctx.region, after, limit + 1, name=name, status=status
     )
-    docs, next_token = paginate(rows, limit, "jd")
-    result: dict[str, Any] = {"jobDefinitions": docs}
-    if next_token:
-        result["nextToken"] = next_token
-    return result
+    return page_of("jobDefinitions", rows, limit, "jd")
 
 
 @operation("DeregisterJobDefinition")

@@ -9,17 +9,14 @@ from batchd.api.registry import RequestContext, operation
 from batchd.domain.arns import make_arn
 from batchd.handlers.compute_environments import family_of
 from batchd.handlers.resources_common import (
-    check_describe_refs,
     check_name,
     check_tags,
-    decode_token,
+    describe_resources,
     not_found,
     opt_enum,
     opt_int,
     opt_list,
     opt_str,
-    page_size,
-    paginate,
     require_str,
     schedule_settle,
     wake_scheduler,
@@ -174,18 +171,8 @@ async def create_job_queue(ctx: RequestContext, params: dict[str, Any]) -> dict[
 
 @operation("DescribeJobQueues")
 async def describe_job_queues(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-    refs = check_describe_refs(opt_list(params, "jobQueues"), "jobQueues")
-    limit = page_size(params)
-    conn = ctx.service.db.conn
-    if refs:
-        return {"jobQueues": store.find_resources(conn, KIND, ctx.account, ctx.region, refs)}
-    after = decode_token(opt_str(params, "nextToken"), "jq")
-    rows = store.page_resources(conn, KIND, ctx.account, ctx.region, after, limit + 1)
-    docs, token = paginate(rows, limit, "jq")
-    out: dict[str, Any] = {"jobQueues": docs}
-    if token:
-        out["nextToken"] = token
-    return out
+    return describe_resources(ctx, params, KIND, "jobQueues", "jq")
+
 
 
 @operation("UpdateJobQueue")

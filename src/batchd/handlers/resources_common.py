@@ -169,6 +169,27 @@ def paginate(rows: list[tuple[int, dict]], limit: int, scope: str) -> tuple[list
 # --- the asynchronous status changes -------------------------------------------------------------------------
 
 
+def page_of(key: str, rows: list[tuple[int, dict]], limit: int, scope: str,
+            shape: Any = None) -> dict[str, Any]:
+    """A paginated answer: `{key: [...], "nextToken"?}` (documents reshaped by `shape` when given)."""
+    docs, token = paginate(rows, limit, scope)
+    out: dict[str, Any] = {key: [shape(d) for d in docs] if shape else docs}
+    if token:
+        out["nextToken"] = token
+    return out
+
+
+def describe_resources(ctx: RequestContext, params: dict[str, Any], kind: str, refs_key: str, scope: str) -> dict:
+    """DescribeComputeEnvironments / DescribeJobQueues: by names or ARNs, or every one, page by page."""
+    refs = check_describe_refs(opt_list(params, refs_key), refs_key)
+    limit = page_size(params)
+    conn = ctx.service.db.conn
+    if refs:
+        return {refs_key: store.find_resources(conn, kind, ctx.account, ctx.region, refs)}
+    after = decode_token(opt_str(params, "nextToken"), scope)
+    return page_of(refs_key, store.page_resources(conn, kind, ctx.account, ctx.region, after, limit + 1), limit, scope)
+
+
 def schedule_settle(ctx: RequestContext, kind: str, arn: str) -> None:
     """Finish a CREATING/UPDATING/DELETING change shortly, on the event loop (as AWS does asynchronously)."""
     service = ctx.service

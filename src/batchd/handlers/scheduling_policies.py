@@ -24,8 +24,8 @@ from batchd.handlers.resources_common import (
     opt_int,
     opt_list,
     opt_str,
+    page_of,
     page_size,
-    paginate,
     require_str,
     wake_scheduler,
 )
@@ -137,11 +137,7 @@ async def list_scheduling_policies(ctx: RequestContext, params: dict[str, Any]) 
     limit = page_size(params)
     after = decode_token(opt_str(params, "nextToken"), "sp")
     rows = store.page_resources(ctx.service.db.conn, KIND, ctx.account, ctx.region, after, limit + 1)
-    docs, token = paginate(rows, limit, "sp")
-    out: dict[str, Any] = {"schedulingPolicies": [{"arn": d["arn"]} for d in docs]}
-    if token:
-        out["nextToken"] = token
-    return out
+    return page_of("schedulingPolicies", rows, limit, "sp", shape=lambda d: {"arn": d["arn"]})
 
 
 @operation("UpdateSchedulingPolicy")

@@ -524,6 +524,8 @@ class Scheduler:
         for row in rows:
             if row["ce_arn"]:
                 self.ledger.add(row["ce_arn"], _need(row))
+            if row["id"] in self._attempts:
+                continue  # already picked up (the election to scheduler picks up claimed jobs first)
             handle = row["runtime"].get("handle")
             if handle is None:
                 # Claimed, but no process recorded. No attempt directory: the process was never spawned, so
