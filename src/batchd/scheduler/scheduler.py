@@ -62,6 +62,7 @@ class Scheduler:
         self.cluster = Cluster(service, self._on_cluster_message)
         self.server_id = self.cluster.server_id
         self._last_dead_check = 0
+        self._reconciled = False
         self._alive: list[dict[str, Any]] = []
 
     @property
@@ -474,10 +475,22 @@ class Scheduler:
 
     def _pickup_claimed(self) -> None:
         """Start the attempts the scheduling server assigned to this server."""
+        if not self._reconciled:
+            return  # the restart reconciliation decides about claimed jobs first
         for row in store.claimed_by(self.db.conn, self.server_id):
             if row["id"] not in self._attempts and not row["runtime"].get("handle"):
-                self._attempts[row["id"]] = asyncio.create_task(self._supervise(
-                    row, _name_of(row["queue_arn"]), _name_of(row["ce_arn"] or ""), None))
+                self._start_claimed(row, _name_of(row["queue_arn"]))
+
+    def _start_claimed(self, row: dict[str, Any], queue_name: str) -> None:
+        """A STARTING job with no process recorded. No attempt directory: the process was never spawned, so
+        start it now. Otherwise this server may have spawned it just before it stopped: fail the attempt
+        without retry, so that nothing can ever run twice."""
+        if attempt_dir(self.service.data_dir / "jobs", row["id"], row["attempt"]).exists():
+            reason = "batchd stopped while starting the job; whether its process ran is unknown"
+            self._finish_attempt(row["id"], row["attempt"], AttemptExit(None, reason), retry=False)
+            return
+        self._attempts[row["id"]] = asyncio.create_task(
+            self._supervise(row, queue_name, _name_of(row["ce_arn"] or ""), None))
 
     def _pickup_terminations(self) -> None:
         """TerminateJob (or a timeout) was requested through another server for a job running here."""
@@ -528,16 +541,7 @@ class Scheduler:
                 continue  # already picked up (the election to scheduler picks up claimed jobs first)
             handle = row["runtime"].get("handle")
             if handle is None:
-                # Claimed, but no process recorded. No attempt directory: the process was never spawned, so
-                # start it now. Otherwise it may have been spawned just before the server stopped: fail the
-                # attempt without retry, so that nothing can ever run twice.
-                if not attempt_dir(self.service.data_dir / "jobs", row["id"], row["attempt"]).exists():
-                    self._attempts[row["id"]] = asyncio.create_task(self._supervise(
-                        row, queue_names.get(row["queue_arn"], _name_of(row["queue_arn"])),
-                        _name_of(row["ce_arn"] or ""), None))
-                    continue
-                reason = "batchd stopped while starting the job; whether its process ran is unknown"
-                self._finish_attempt(row["id"], row["attempt"], AttemptExit(None, reason), retry=False)
+                self._start_claimed(row, queue_names.get(row["queue_arn"], _name_of(row["queue_arn"])))
                 continue
             if row["status"] == J.STARTING:
                 with self.db.tx() as conn:
@@ -549,6 +553,7 @@ class Scheduler:
                 self._supervise(row, queue_names.get(row["queue_arn"], _name_of(row["queue_arn"])), ce_name, handle))
             if row["is_terminated"]:
                 self._terminate_process(row["id"], handle)
+        self._reconciled = True
         self._wake.set()
 
 
