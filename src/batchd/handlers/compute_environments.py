@@ -175,7 +175,6 @@ async def describe_compute_environments(ctx: RequestContext, params: dict[str, A
     return describe_resources(ctx, params, KIND, "computeEnvironments", "ce")
 
 
-
 @operation("UpdateComputeEnvironment")
 async def update_compute_environment(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     ref = require_str(params, "computeEnvironment")

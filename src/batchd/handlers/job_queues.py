@@ -174,7 +174,6 @@ async def describe_job_queues(ctx: RequestContext, params: dict[str, Any]) -> di
     return describe_resources(ctx, params, KIND, "jobQueues", "jq")
 
 
-
 @operation("UpdateJobQueue")
 async def update_job_queue(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
     ref = require_str(params, "jobQueue")

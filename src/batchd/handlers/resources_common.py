@@ -169,8 +169,9 @@ def paginate(rows: list[tuple[int, dict]], limit: int, scope: str) -> tuple[list
 # --- the asynchronous status changes -------------------------------------------------------------------------
 
 
-def page_of(key: str, rows: list[tuple[int, dict]], limit: int, scope: str,
-            shape: Any = None) -> dict[str, Any]:
+def page_of(
+    key: str, rows: list[tuple[int, dict]], limit: int, scope: str, shape: Any = None
+) -> dict[str, Any]:
     """A paginated answer: `{key: [...], "nextToken"?}` (documents reshaped by `shape` when given)."""
     docs, token = paginate(rows, limit, scope)
     out: dict[str, Any] = {key: [shape(d) for d in docs] if shape else docs}
@@ -179,7 +180,9 @@ def page_of(key: str, rows: list[tuple[int, dict]], limit: int, scope: str,
     return out
 
 
-def describe_resources(ctx: RequestContext, params: dict[str, Any], kind: str, refs_key: str, scope: str) -> dict:
+def describe_resources(
+    ctx: RequestContext, params: dict[str, Any], kind: str, refs_key: str, scope: str
+) -> dict:
     """DescribeComputeEnvironments / DescribeJobQueues: by names or ARNs, or every one, page by page."""
     refs = check_describe_refs(opt_list(params, refs_key), refs_key)
     limit = page_size(params)
@@ -187,7 +190,9 @@ def describe_resources(ctx: RequestContext, params: dict[str, Any], kind: str, r
     if refs:
         return {refs_key: store.find_resources(conn, kind, ctx.account, ctx.region, refs)}
     after = decode_token(opt_str(params, "nextToken"), scope)
-    return page_of(refs_key, store.page_resources(conn, kind, ctx.account, ctx.region, after, limit + 1), limit, scope)
+    return page_of(
+        refs_key, store.page_resources(conn, kind, ctx.account, ctx.region, after, limit + 1), limit, scope
+    )
 
 
 def schedule_settle(ctx: RequestContext, kind: str, arn: str) -> None:
