@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 ARN_RE = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):batch:([a-z0-9-]+):(\d{12}):([a-z-]+)/(.+)$")
 
 RESOURCE_TYPES = ("compute-environment", "job-queue", "job-definition", "scheduling-policy", "job")
@@ -43,6 +42,3 @@ def parse_arn(text: str) -> Arn | None:
 def valid_name(name: object) -> bool:
     return isinstance(name, str) and bool(NAME_RE.match(name))
 
-
-def valid_job_name(name: object) -> bool:
-    return isinstance(name, str) and bool(JOB_NAME_RE.match(name))

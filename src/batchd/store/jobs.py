@@ -29,14 +29,6 @@ _dependents = (
 _child_counts = (
     select(jobs.c.status, func.count()).where(jobs.c.parent_id == bindparam("b_parent")).group_by(jobs.c.status)
 )
-_runnable_page = (
-    select(jobs)
-    .where(jobs.c.queue_arn == bindparam("b_queue"), jobs.c.status == "RUNNABLE", jobs.c.seq > bindparam("b_after"))
-    .order_by(jobs.c.seq)
-    .limit(bindparam("b_limit"))
-)
-
-
 def _row(r: Any) -> dict[str, Any]:
     return dict(r._mapping)
 
@@ -163,14 +155,6 @@ def save(conn: Connection, row: dict[str, Any], changes: dict[str, Any], at: int
     if event and changes.get("status", old_status) != old_status:
         record_event(conn, row, at)
     return row
-
-
-def runnable_in_queue(conn: Connection, queue_arn: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
-    """RUNNABLE jobs of a queue in dispatch (first in, first out) order."""
-    rows = conn.execute(_runnable_page, {"b_queue": queue_arn, "b_after": after_seq, "b_limit": limit}).all()
-    return [_row(r) for r in rows]
-
-
 
 
 def with_status(conn: Connection, statuses: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
