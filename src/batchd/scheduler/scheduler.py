@@ -63,6 +63,7 @@ class Scheduler:
         self.server_id = self.cluster.server_id
         self._last_dead_check = 0
         self._reconciled = False
+        self._usage_stale = True
         self._alive: list[dict[str, Any]] = []
 
     @property
@@ -100,6 +101,8 @@ class Scheduler:
 
     def _on_cluster_message(self, kind: str, target: str) -> None:
         """A wake-up from another server (or the 1 s tick, or our election as the scheduler)."""
+        if kind in ("jobs", "tick", "leader"):
+            self._usage_stale = True  # another server may have finished jobs (freed capacity) or died
         if kind == "resources":
             self._resources = None
             resources.invalidate_cache()
@@ -282,10 +285,14 @@ class Scheduler:
         """With several servers: capacity in use comes from the database (others finish jobs too), and the
         jobs of servers that stopped heart-beating are settled."""
         conn = self.db.conn
-        self.ledger = Ledger()
-        for ce_arn, need in store.usage_by_compute_environment(conn).items():
-            self.ledger.add(ce_arn, need)
-        self._alive = self.cluster.alive(conn)
+        if self._usage_stale:
+            # Between recounts the ledger can only over-count (others' finishes are not in it yet), which
+            # delays a start but never over-commits; our own claims and finishes keep it exact otherwise.
+            self._usage_stale = False
+            self.ledger = Ledger()
+            for ce_arn, need in store.usage_by_compute_environment(conn).items():
+                self.ledger.add(ce_arn, need)
+            self._alive = self.cluster.alive(conn)
         if now - self._last_dead_check < 2000:
             return
         self._last_dead_check = now
