@@ -67,7 +67,7 @@ def test_two_servers_share_one_view_and_survive_the_scheduler_dying(make_server,
     leader.stop(sig=9)
     t0 = time.monotonic()
     wait_for(lambda: _health(other)["scheduler"], timeout=12, message="takeover")
-    assert time.monotonic() - t0 <= 10.5
+    assert time.monotonic() - t0 <= 10  # the issue: another server takes over within 10 seconds
     job = submit(oc, queue, quick)
     assert wait_status(oc, job, ("SUCCEEDED", "FAILED"), timeout=30)["status"] == "SUCCEEDED"
 
