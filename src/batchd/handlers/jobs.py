@@ -94,9 +94,16 @@ async def submit_job(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         "attempt": 0, "vcpus": vcpus, "memory": memory, "gpus": gpus, "pending_deps": waits,
         "spec": spec, "runtime": {"dependencyFailed": True} if dep_failed else {},
     }
+    # Nothing to wait for: the job passes SUBMITTED within this request and is stored RUNNABLE, with its
+    # RUNNABLE event (AWS sends none for the submission itself); the scheduler has no SUBMITTED step to do.
+    ready = waits == 0 and array_size is None and not dep_failed
+    if ready:
+        row.update(status=J.RUNNABLE, runnable_at=now)
     with svc.db.tx() as tx:
         store.insert_jobs(tx, [row])
         store.insert_deps(tx, [{"job_id": job_id, "depends_on": d, "type": None} for d in deps])
+        if ready:
+            store.record_event(tx, row, now)
     svc.scheduler.notify_jobs()
     return {"jobArn": J.job_arn(queue["jobQueueArn"], job_id), "jobName": p["jobName"], "jobId": job_id}
 
