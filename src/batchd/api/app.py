@@ -116,8 +116,11 @@ class BatchdASGI:
         if target.startswith(LOGS_TARGET_PREFIX) and method == "POST":
             return await self._logs(scope, raw_path_s, headers, body, target, request_id)
 
-        # With credentials configured, nobody unauthenticated learns anything, not even which paths exist.
-        caller = None if self.auth.dev_mode else self.auth.authenticate(method, raw_path_s, _qs(scope), headers, body)
+        # Authenticate before routing: with credentials configured, nobody unauthenticated learns anything,
+        # not even which paths exist (dev mode only parses the region out of the header).
+        caller = self.auth.authenticate(method, raw_path_s, _qs(scope), headers, body)
+        ctx = RequestContext(caller.account, caller.region, request_id, self.service, caller.access_key_id)
+        query = model.query_params(scope.get("query_string", b""))
         route, label, other_method = model.match(method, raw_path_s)
         if route is None:
             if other_method:
@@ -125,24 +128,19 @@ class BatchdASGI:
             if raw_path_s.startswith("/batchd/"):
                 from batchd.handlers.extras import handle_extra
 
-                caller = caller or self.auth.authenticate(method, raw_path_s, _qs(scope), headers, body)
-                ctx = RequestContext(caller.account, caller.region, request_id, self.service, caller.access_key_id)
-                result = await handle_extra(ctx, method, raw_path_s, model.query_params(scope.get("query_string", b"")))
+                result = await handle_extra(ctx, method, raw_path_s, query)
                 return Response(200, orjson.dumps(result), [(b"content-type", _JSON)])
             raise ClientException(f"Unknown path {raw_path_s}: no AWS Batch operation is served at {method} {raw_path_s}")
-        caller = caller or self.auth.authenticate(method, raw_path_s, _qs(scope), headers, body)
         limit = BODY_LIMITS.get(route.name)
         if limit is not None and len(body) > limit:
             raise ClientException(
                 f"{route.name} request body is {len(body)} bytes; the limit is {limit} bytes ({limit // 1024} KiB)"
             )
-        params = _decode_json(body)
-        params = model.bind_input(route, params, label, model.query_params(scope.get("query_string", b"")))
+        params = model.bind_input(route, _decode_json(body), label, query)
         validate_request(route.name, route.input_shape, params)
         handler = HANDLERS.get(route.name)
         if handler is None:
             raise NotImplementedOperation(route.name)
-        ctx = RequestContext(caller.account, caller.region, request_id, self.service, caller.access_key_id)
         result = await handler(ctx, params)
         if route.name not in _READS_AND_JOB_OPS:
             resources.invalidate_cache()  # a resource changed: cached queues/definitions may be stale

@@ -6,8 +6,8 @@
   it alone moves SUBMITTED jobs, creates array children, dispatches and reconciles dead servers. When it dies
   another server takes the lease within LEASE + HEARTBEAT seconds.
 * Servers wake each other with PostgreSQL NOTIFY on channel `batchd` (payload `jobs`, `claim:<id>`,
-  `terminate:<id>`, `resources`); every server also re-checks once a second, because NOTIFY is lost while a
-  listener reconnects.
+  `terminate:<id>`, `resources`); every server also re-checks at each heartbeat, because NOTIFY is lost while
+  a listener reconnects.
 
 With SQLite there is one server: it is always the leader, and notifications are plain in-process calls.
 """
@@ -169,6 +169,6 @@ class Cluster:
                         self._on_message(kind, target)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - reconnect; the 1 s tick covers the gap
+            except Exception as exc:  # noqa: BLE001 - reconnect; the heartbeat tick covers the gap
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(1.0)

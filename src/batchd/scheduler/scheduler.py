@@ -100,10 +100,10 @@ class Scheduler:
             self.cluster.publish_now("jobs")
 
     def _on_cluster_message(self, kind: str, target: str) -> None:
-        """A wake-up from another server (or the 1 s tick, or our election as the scheduler)."""
+        """A wake-up from another server (or the heartbeat tick, or our election as the scheduler)."""
         if kind in ("jobs", "tick", "leader"):
             self._usage_stale = True  # another server may have finished jobs (freed capacity) or died
-        if kind == "resources":
+        if kind in ("resources", "leader"):
             self._resources = None
             resources.invalidate_cache()
         if kind in ("claim", "terminate") and target != self.server_id:
@@ -112,8 +112,6 @@ class Scheduler:
             self._pickup_claimed()
         if kind in ("terminate", "tick"):
             self._pickup_terminations()
-        if kind == "leader":
-            self._resources = None
         self._wake.set()
 
     def _queues_and_envs(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -215,33 +213,27 @@ class Scheduler:
                                 break
                             doomed.append(head["id"])
                             continue
-                        if not any(
-                            accepts_jobs(ce) and self.ledger.fits(ce["computeEnvironmentArn"], cap, _need(head))
-                            for ce, cap in envs
-                        ) and not queue.get("jobStateTimeLimitActions"):
-                            row = head  # blocked: the light row is enough
-                        else:
-                            row = store.get(tx, head["id"])
-                        need = _need(row)
+                        # Placement needs only the light row; the full row is read (locked) to claim it.
+                        need = _need(head)
                         placed, owner = None, None
                         for ce, cap in envs:
                             if accepts_jobs(ce) and self.ledger.fits(ce["computeEnvironmentArn"], cap, need):
-                                owner = self._owner_for(ce, row)
+                                owner = self._owner_for(ce, head)
                                 if owner is not None:
                                     placed = ce
                                     break
                         if placed is not None and owner is not None:
-                            row = store.get_for_update(tx, row["id"])
+                            row = store.get_for_update(tx, head["id"])
                             if row is None or row["status"] != J.RUNNABLE or row["is_cancelled"]:
                                 continue  # changed by another server since the page was read
                             self._claim(tx, row, placed, owner, now)
                             if owner == self.server_id:
                                 launches.append((row, queue["jobQueueName"], placed["computeEnvironmentName"]))
                             continue
-                        if self._apply_state_limits(tx, queue, row, now):
+                        if self._apply_state_limits(tx, queue, head, now):
                             continue
-                        if not any(cap.holds(need) for _, cap in envs) and row["status_reason"] != J.REASON_NO_FIT:
-                            store.save(tx, row, {"status_reason": J.REASON_NO_FIT}, now)
+                        if not any(cap.holds(need) for _, cap in envs) and head["status_reason"] != J.REASON_NO_FIT:
+                            store.save(tx, head, {"status_reason": J.REASON_NO_FIT}, now)  # no status change: no event
                         blocked = True
                         break
             lifecycle.fail_cancelled(tx, doomed, now)
@@ -256,8 +248,10 @@ class Scheduler:
                 continue
             due = (head["runnable_at"] or now) + int(action["maxTimeSeconds"]) * 1000
             if now >= due:
-                reason = f"Canceled by JobStateTimeLimit action due to reason: {action['reason']}"
-                lifecycle.fail(conn, head, reason, now, is_cancelled=True)
+                row = store.get_for_update(conn, head["id"])  # failing it records an event: the full row
+                if row is not None and row["status"] == J.RUNNABLE:
+                    reason = f"Canceled by JobStateTimeLimit action due to reason: {action['reason']}"
+                    lifecycle.fail(conn, row, reason, now, is_cancelled=True)
                 return True
             self._next_limit_check = min(due, self._next_limit_check or due)
         return False
@@ -546,13 +540,10 @@ class Scheduler:
                 self.ledger.add(row["ce_arn"], _need(row))
             if row["id"] in self._attempts:
                 continue  # already picked up (the election to scheduler picks up claimed jobs first)
-            handle = row["runtime"].get("handle")
+            handle = row["runtime"].get("handle")  # written together with RUNNING: STARTING jobs have none
             if handle is None:
                 self._start_claimed(row, queue_names.get(row["queue_arn"], _name_of(row["queue_arn"])))
                 continue
-            if row["status"] == J.STARTING:
-                with self.db.tx() as conn:
-                    store.save(conn, row, {"status": J.RUNNING, "started_at": J.now_ms()}, J.now_ms())
             if row["deadline_at"]:
                 heapq.heappush(self._timeouts, (row["deadline_at"], row["id"], row["attempt"]))
             ce_name = _name_of(row["ce_arn"] or "")
