@@ -25,6 +25,7 @@ def _make_v1(url: str) -> None:
         c.exec_driver_sql("DROP INDEX ix_jobs_account_region_seq")
         c.exec_driver_sql("DROP TABLE servers")
         c.exec_driver_sql("DROP TABLE leases")
+        c.exec_driver_sql("ALTER TABLE jobs DROP COLUMN detail")
         c.execute(schema_version.insert().values(version=1))
         c.exec_driver_sql(
             "INSERT INTO resources (kind, account, region, name, arn, data) VALUES "
@@ -52,6 +53,9 @@ def test_upgrade_from_version_1(tmp_path):
     d.close()
     assert "ix_jobs_account_region_seq" in _indexes(url)
     assert {"servers", "leases"} <= tables
+    d = dbmod.Database(url)
+    assert "detail" in {c["name"] for c in inspect(d.engine).get_columns("jobs")}
+    d.close()
 
 
 def test_upgraded_schema_matches_a_fresh_one(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
+
 from batchd.api.errors import ClientException
 from batchd.api.registry import RequestContext, operation
 from batchd.domain import jobs as J
@@ -100,10 +102,8 @@ async def submit_job(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
     if ready:
         row.update(status=J.RUNNABLE, runnable_at=now)
     with svc.db.tx() as tx:
-        store.insert_jobs(tx, [row])
+        store.insert_jobs(tx, [row], event_at=now if ready else None)
         store.insert_deps(tx, [{"job_id": job_id, "depends_on": d, "type": None} for d in deps])
-        if ready:
-            store.record_event(tx, row, now)
     svc.scheduler.notify_jobs()
     return {"jobArn": J.job_arn(queue["jobQueueArn"], job_id), "jobName": p["jobName"], "jobId": job_id}
 
@@ -150,10 +150,13 @@ def _resolve_dependencies(
 async def describe_jobs(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
     conn = ctx.service.db.conn
     ids = [_job_id_of(j) for j in p["jobs"]]
-    rows = store.get_many(conn, ctx.account, ctx.region, ids)
-    out = []
+    out: list[Any] = []
     now = J.now_ms()
-    for row in rows:
+    for found in store.describe_many(conn, ctx.account, ctx.region, ids):
+        if isinstance(found, str):
+            out.append(orjson.Fragment(found))  # the stored record, sent as it is
+            continue
+        row = found
         if row["array_size"] is not None and row["parent_id"] is None and row["status"] not in J.TERMINAL:
             counts = store.child_status_counts(conn, row["id"])
             row["runtime"] = {**row["runtime"], "statusSummary": {s: counts.get(s, 0) for s in J.STATUSES},

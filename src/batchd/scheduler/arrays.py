@@ -84,9 +84,8 @@ def spawn_children(db: Any, now: int) -> bool:
                 row.update(status=J.RUNNABLE, runnable_at=now)
             prev_failed = failed
             child_rows.append(row)
-        store.insert_jobs(conn, child_rows)
+        store.insert_jobs(conn, child_rows, event_at=now)
         store.insert_deps(conn, dep_rows)
-        store.record_events(conn, child_rows, now)
         store.save(conn, parent, {"runtime": {**parent["runtime"], "childrenCreated": end}}, now, event=False)
         if any(r["status"] == J.FAILED for r in child_rows) or end == parent["array_size"]:
             from batchd.scheduler.lifecycle import refresh_parent

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from batchd.store.schema import metadata, schema_version
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _v2_recent_jobs_index(conn: Connection) -> None:
@@ -34,11 +34,17 @@ def _v3_servers_and_leases(conn: Connection) -> None:
     metadata.create_all(conn, tables=[servers, leases])
 
 
+def _v4_stored_job_detail(conn: Connection) -> None:
+    # Existing rows keep NULL: DescribeJobs renders those from the row (no rewrite of a large table here).
+    conn.exec_driver_sql("ALTER TABLE jobs ADD COLUMN detail TEXT")
+
+
 # version -> the step that upgrades a database from version-1 to version. A new database gets the whole
 # current schema at once; an existing one gets every step it has not had, in order, in one transaction.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _v2_recent_jobs_index,
     3: _v3_servers_and_leases,
+    4: _v4_stored_job_detail,
 }
 
 

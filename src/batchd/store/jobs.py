@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection
 from batchd.domain.jobs import render_detail
 from batchd.store.schema import events, job_deps, jobs
 
-_COLS = [c.name for c in jobs.columns]
+# `detail` (the rendered DescribeJobs record) is read only by DescribeJobs; every other read leaves it out.
+_COLS = [c.name for c in jobs.columns if c.name != "detail"]
 
 # Statements built once: building one costs more than running it (SQLAlchemy compiles each new statement
 # object), and these run once or more per job state change; an array of 10,000 makes that count.
@@ -78,6 +79,38 @@ def _encode(col: str, value: Any) -> Any:
     return orjson.dumps(value).decode() if col in _JSON else value
 
 
+def rendered(row: dict[str, Any]) -> str:
+    """The job's DescribeJobs record as JSON text: stored in `detail` by every write of the row (so DescribeJobs
+    returns it without decoding or rendering) and used as the detail of the row's events."""
+    return orjson.dumps(render_detail(row)).decode()
+
+
+_DESCRIBE_COLS = ("id", "account", "region", "status", "parent_id", "array_size", "detail")
+
+
+def describe_many(conn: Connection, account: str, region: str, ids: Sequence[str]) -> list[str | dict[str, Any]]:
+    """The caller's jobs with these ids, in the order asked, each as its stored DescribeJobs record (JSON text)
+    or, where that cannot be used as stored, as the full row for the caller to render: an unfinished array
+    parent (its statusSummary is counted at read time) or a row whose record a bulk update cleared."""
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return []
+    sql = _sql(conn, ("describe_many", len(ids)),
+               f"SELECT {', '.join(_DESCRIBE_COLS)} FROM jobs WHERE id IN ({', '.join('?' * len(ids))})")
+    found: dict[str, str | dict[str, Any]] = {}
+    for job_id, acct, reg, status, parent_id, array_size, detail in _run(conn, sql, tuple(ids)).fetchall():
+        if acct != account or reg != region:
+            continue
+        live_parent = array_size is not None and parent_id is None and status not in ("SUCCEEDED", "FAILED")
+        if detail is None or live_parent:
+            row = get(conn, job_id)
+            if row is not None:
+                found[job_id] = row
+        else:
+            found[job_id] = detail
+    return [found[i] for i in ids if i in found]
+
+
 def get(conn: Connection, job_id: str) -> dict[str, Any] | None:
     r = _run(conn, _sql(conn, ("get",), _SELECT_JOBS + " WHERE id = ?"), (job_id,)).fetchone()
     return _decode(r) if r else None
@@ -98,16 +131,17 @@ def get_many(conn: Connection, account: str, region: str, ids: Sequence[str]) ->
     return [by_id[i] for i in ids if i in by_id]
 
 
-_INSERT_COLS = [c.name for c in jobs.columns if c.name != "seq"]
+_INSERT_COLS = [c.name for c in jobs.columns if c.name not in ("seq", "detail")] + ["detail"]
 _JSON_COLS = {"spec", "runtime"}
 _INSERT_DEFAULTS = {"is_cancelled": False, "is_terminated": False, "attempt": 0, "vcpus": 1.0, "memory": 0,
                     "gpus": 0, "pending_deps": 0}
 _insert_sql: dict[str, str] = {}
 
 
-def insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def insert_jobs(conn: Connection, rows: list[dict[str, Any]], event_at: int | None = None) -> None:
     """Insert jobs with one driver-level statement: SubmitJob and array fan-out are hot paths, and this skips
-    SQLAlchemy's per-call statement handling. A column a row leaves out gets its default, or NULL."""
+    SQLAlchemy's per-call statement handling. A column a row leaves out gets its default, or NULL. With
+    `event_at`, each job's state change event is recorded too (from the same rendered record)."""
     if not rows:
         return
     style = conn.dialect.paramstyle
@@ -116,14 +150,15 @@ def insert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> None:
         mark = "?" if style == "qmark" else "%s"
         sql = f"INSERT INTO jobs ({', '.join(_INSERT_COLS)}) VALUES ({', '.join([mark] * len(_INSERT_COLS))})"
         _insert_sql[style] = sql
+    details = [rendered(r) for r in rows]
     params = [
-        tuple(
-            orjson.dumps(r[c]).decode() if c in _JSON_COLS else r.get(c, _INSERT_DEFAULTS.get(c))
-            for c in _INSERT_COLS
-        )
-        for r in rows
+        (*(orjson.dumps(r[c]).decode() if c in _JSON_COLS else r.get(c, _INSERT_DEFAULTS.get(c))
+           for c in _INSERT_COLS[:-1]), detail)
+        for r, detail in zip(rows, details, strict=True)
     ]
     _run(conn, sql, params, many=True)
+    if event_at is not None:
+        _record(conn, zip(rows, details, strict=True), event_at)
 
 
 def insert_deps(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -139,7 +174,11 @@ def record_event(conn: Connection, row: dict[str, Any], at: int) -> None:
 
 
 def record_events(conn: Connection, rows: Iterable[dict[str, Any]], at: int) -> None:
-    batch = [(r["account"], r["region"], r["id"], at, orjson.dumps(render_detail(r)).decode()) for r in rows]
+    _record(conn, ((r, rendered(r)) for r in rows), at)
+
+
+def _record(conn: Connection, rows: Iterable[tuple[dict[str, Any], str]], at: int) -> None:
+    batch = [(r["account"], r["region"], r["id"], at, detail) for r, detail in rows]
     if batch:
         _run(conn, _sql(conn, ("event",), _INSERT_EVENT), batch, many=True)
 
@@ -148,12 +187,16 @@ def save(conn: Connection, row: dict[str, Any], changes: dict[str, Any], at: int
     """Apply column changes to a job (in the caller's transaction); log an event when the status changed."""
     old_status = row["status"]
     row.update(changes)
-    if changes:
-        cols = tuple(changes)
-        sql = _sql(conn, ("save", cols), f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?")
-        _run(conn, sql, (*(_encode(c, changes[c]) for c in cols), row["id"]))
+    if not changes:
+        return row
+    # The stored DescribeJobs record is rewritten with every change, in the same statement.
+    detail = rendered(row)
+    cols = tuple(changes)
+    sql = _sql(conn, ("save", cols),
+               f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)}, detail = ? WHERE id = ?")
+    _run(conn, sql, (*(_encode(c, changes[c]) for c in cols), detail, row["id"]))
     if event and changes.get("status", old_status) != old_status:
-        record_event(conn, row, at)
+        _record(conn, [(row, detail)], at)
     return row
 
 
@@ -183,14 +226,13 @@ def fail_cancelled_runnable(conn: Connection, ids: Sequence[str], now: int) -> l
     rows = [_row(r) for r in conn.execute(select(jobs).where(cond).order_by(jobs.c.seq).with_for_update()).all()]
     if not rows:
         return []
-    conn.execute(
-        update(jobs).where(jobs.c.id.in_([r["id"] for r in rows]))
-        .values(status="FAILED", stopped_at=now,
-                status_reason=func.coalesce(jobs.c.cancel_reason, jobs.c.status_reason, "Cancelled"))
-    )
     for r in rows:
         r.update(status="FAILED", stopped_at=now, status_reason=r["cancel_reason"] or r["status_reason"] or "Cancelled")
-    record_events(conn, rows, now)
+    details = [rendered(r) for r in rows]
+    sql = _sql(conn, ("fail_cancelled",),
+               "UPDATE jobs SET status = 'FAILED', stopped_at = ?, status_reason = ?, detail = ? WHERE id = ?")
+    _run(conn, sql, [(now, r["status_reason"], d, r["id"]) for r, d in zip(rows, details, strict=True)], many=True)
+    _record(conn, zip(rows, details, strict=True), now)
     return rows
 
 
@@ -234,19 +276,14 @@ def mark_children_cancelled(conn: Connection, parent_id: str, reason: str) -> in
         update(jobs)
         .where(jobs.c.parent_id == parent_id, jobs.c.status.in_(["PENDING", "RUNNABLE"]),
                jobs.c.is_cancelled.is_(False))
-        .values(is_cancelled=True, status_reason=reason, cancel_reason=reason)
+        # Their stored records are cleared (rendered again when read, rewritten by their next change).
+        .values(is_cancelled=True, status_reason=reason, cancel_reason=reason, detail=None)
     )
     return result.rowcount
 
 
 def child_status_counts(conn: Connection, parent_id: str) -> dict[str, int]:
     return {status: n for status, n in conn.execute(_child_counts, {"b_parent": parent_id}).all()}
-
-
-def set_tags(conn: Connection, row: dict[str, Any], tags: dict[str, str]) -> None:
-    spec = dict(row["spec"])
-    spec["tags"] = tags
-    conn.execute(update(jobs).where(jobs.c.id == row["id"]).values(spec=spec))
 
 
 # --- ListJobs ---------------------------------------------------------------------------------------------

@@ -338,7 +338,7 @@ def set_tags(conn: Connection, arn: str, tags: dict[str, str]) -> bool:
             .where(
                 jobs.c.id == parsed.resource, jobs.c.account == parsed.account, jobs.c.region == parsed.region
             )
-            .values(spec=doc)
+            .values(spec=doc, detail=None)  # its stored DescribeJobs record is rendered again when next read
         )
     return True
 

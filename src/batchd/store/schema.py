@@ -93,6 +93,9 @@ jobs = Table(
     Column("owner", String(64)),
     Column("spec", JSON, nullable=False),
     Column("runtime", JSON, nullable=False),
+    # Schema version 4: the DescribeJobs record as JSON text, rewritten by every write of the row (NULL: render
+    # it from the row when read).
+    Column("detail", Text),
 )
 Index("ix_jobs_queue_status", jobs.c.queue_arn, jobs.c.status, jobs.c.seq)
 Index("ix_jobs_parent", jobs.c.parent_id, jobs.c.array_index)
