@@ -104,7 +104,7 @@ async def submit_job(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
     with svc.db.tx() as tx:
         store.insert_jobs(tx, [row], event_at=now if ready else None)
         store.insert_deps(tx, [{"job_id": job_id, "depends_on": d, "type": None} for d in deps])
-    svc.scheduler.notify_jobs()
+    svc.scheduler.notify_jobs(runnable_in=queue["jobQueueArn"] if ready else None)
     return {"jobArn": J.job_arn(queue["jobQueueArn"], job_id), "jobName": p["jobName"], "jobId": job_id}
 
 

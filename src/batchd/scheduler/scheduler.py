@@ -51,12 +51,15 @@ class Scheduler:
         self.ledger = Ledger()
         self.base_env = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
         self._wake = asyncio.Event()
+        # What the next pass must look at: None = everything; a set = only dispatch in these queues.
+        self._targets: set[str] | None = None
         self._loop_task: asyncio.Task | None = None
         self._attempts: dict[str, asyncio.Task] = {}
         self._handles: dict[str, dict[str, Any]] = {}
         self._terminating: set[str] = set()
         self._timeouts: list[tuple[int, str, int]] = []  # (deadline ms, job id, attempt)
         self._next_limit_check: int | None = None
+        self._blocked: set[str] = set()  # queues whose head waits for capacity (as of the last pass)
         self._stopped = False
         self._resources: tuple[list[dict[str, Any]], dict[str, dict[str, Any]]] | None = None
         self.cluster = Cluster(service, self._on_cluster_message)
@@ -90,12 +93,23 @@ class Scheduler:
         """Compute environments or queues changed (or may have): re-read them, then run a pass."""
         self._resources = None
         resources.invalidate_cache()
-        self._wake.set()
+        self._wake_full()
         self.cluster.publish_now("resources")
 
-    def notify_jobs(self) -> None:
-        """Jobs were submitted, cancelled or terminated: run a pass soon (on whichever server schedules)."""
+    def _wake_full(self) -> None:
+        """Run a full pass soon: every step, every queue."""
+        self._targets = None
         self._wake.set()
+
+    def notify_jobs(self, runnable_in: str | None = None) -> None:
+        """Jobs were submitted: run a pass soon (on whichever server schedules). `runnable_in`: the only new
+        work is RUNNABLE jobs in this queue, so the pass needs to look at that queue alone — nothing else
+        changed since the last pass (any other change asks for a full one), so no other queue can move."""
+        if runnable_in is not None and self._targets is not None:
+            self._targets.add(runnable_in)
+            self._wake.set()
+        else:
+            self._wake_full()
         if not self.cluster.is_leader:
             self.cluster.publish_now("jobs")
 
@@ -112,7 +126,7 @@ class Scheduler:
             self._pickup_claimed()
         if kind in ("terminate", "tick"):
             self._pickup_terminations()
-        self._wake.set()
+        self._wake_full()
 
     def _queues_and_envs(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
         """Job queues (dispatch order) and compute environments, cached until `wake()` says they changed."""
@@ -132,16 +146,18 @@ class Scheduler:
                 try:
                     await asyncio.wait_for(self._wake.wait(), delay)
                 except TimeoutError:
-                    pass
+                    self._targets = None  # a timer is due
             self._wake.clear()
+            targets, self._targets = self._targets, set()
             try:
-                more = self.run_pass()
+                more = self.run_pass(targets)
             except Exception:
+                self._targets = None
                 log.exception("scheduler pass failed; retrying shortly")
                 await asyncio.sleep(0.2)
                 continue
             if more:
-                self._wake.set()
+                self._wake_full()
                 await asyncio.sleep(0)  # let requests in between large batches
 
     def _next_timer_delay(self) -> float | None:
@@ -157,14 +173,18 @@ class Scheduler:
 
     # --- one pass ---------------------------------------------------------------------------------------
 
-    def run_pass(self) -> bool:
-        """Do everything that can be done now. True when work is left for an immediate next pass."""
+    def run_pass(self, queues: set[str] | None = None) -> bool:
+        """Do everything that can be done now; with `queues`, only place the RUNNABLE jobs of those queues (a
+        SubmitJob of a job with nothing to wait for needs no more). True when work is left for an immediate
+        next pass."""
         now = J.now_ms()
         self._fire_timeouts(now)
         if not self.cluster.is_leader:
             return False  # another server schedules; this one only runs the attempts it is given
         if self.cluster.shared:
             self._sync_shared_state(now)
+        if queues is not None:
+            return self._dispatch(now, queues) if queues else False
         more = self._advance_submitted(now)
         more |= arrays.spawn_children(self.db, now)
         more |= self._dispatch(now)
@@ -182,11 +202,20 @@ class Scheduler:
                     store.save(conn, row, {"status": J.RUNNABLE, "runnable_at": now}, now)
         return len(rows) == SUBMITTED_BATCH
 
-    def _dispatch(self, now: int) -> bool:
-        """Place RUNNABLE jobs. True when cancelled heads are left for an immediate next pass."""
+    def _dispatch(self, now: int, only: set[str] | None = None) -> bool:
+        """Place RUNNABLE jobs (of the `only` queues, or all). True when cancelled heads are left for an
+        immediate next pass."""
         queues, ces = self._queues_and_envs()
+        if only is not None:
+            # A queue whose head could not be placed stays blocked until something other than new jobs at
+            # its tail changes (capacity, the head itself, a timer), and each of those asks for a full pass.
+            queues = [q for q in queues if q["jobQueueArn"] in only and q["jobQueueArn"] not in self._blocked]
+        else:
+            self._next_limit_check = None  # recomputed from every queue's head below
+            self._blocked = set()
+        if not queues:
+            return False
         mem_per_vcpu, gpus = self.settings.memory_mib_per_vcpu, self.settings.gpus_per_compute_environment
-        self._next_limit_check = None
         launches: list[tuple[dict[str, Any], str, str]] = []
         doomed: list[str] = []  # cancelled jobs that reached the head of their queue
         more = False
@@ -232,8 +261,12 @@ class Scheduler:
                             continue
                         if self._apply_state_limits(tx, queue, head, now):
                             continue
+                        self._blocked.add(queue["jobQueueArn"])
                         if not any(cap.holds(need) for _, cap in envs) and head["status_reason"] != J.REASON_NO_FIT:
-                            store.save(tx, head, {"status_reason": J.REASON_NO_FIT}, now)  # no status change: no event
+                            row = store.get_for_update(tx, head["id"])  # saving rewrites its record: the full row
+                            if row is not None:
+                                store.save(tx, row, {"status_reason": J.REASON_NO_FIT}, now)  # same status: no event
+                                head["status_reason"] = J.REASON_NO_FIT
                         blocked = True
                         break
             lifecycle.fail_cancelled(tx, doomed, now)
@@ -361,7 +394,7 @@ class Scheduler:
         if current["is_terminated"]:
             self._terminate_process(job_id, handle)
         if self._timeouts:
-            self._wake.set()
+            self._wake_full()
         return handle
 
     def _finish_attempt(self, job_id: str, attempt: int, result: AttemptExit, retry: bool = True) -> None:
@@ -417,7 +450,7 @@ class Scheduler:
             if row["status"] in J.TERMINAL:
                 lifecycle.finished(conn, row, now)
         self._terminating.discard(job_id)
-        self._wake.set()
+        self._wake_full()
 
     # --- cancel, terminate, timeouts -------------------------------------------------------------------
 
@@ -426,7 +459,7 @@ class Scheduler:
         with self.db.tx() as conn:
             current = store.get_for_update(conn, row["id"])
             if current is not None and lifecycle.cancel(conn, current, reason, J.now_ms()):
-                self._wake.set()
+                self._wake_full()
                 if not self.cluster.is_leader:
                     self.cluster.publish(conn, "jobs")
 
@@ -450,7 +483,7 @@ class Scheduler:
                 active = [current]
         for job in active:
             self._terminate_active(job["id"], reason)
-        self._wake.set()
+        self._wake_full()
 
     def _terminate_active(self, job_id: str, reason: str) -> None:
         with self.db.tx() as conn:
@@ -526,7 +559,7 @@ class Scheduler:
         for row in rows:
             if row["status"] in J.ACTIVE:
                 self._terminate_active(row["id"], J.REASON_QUEUE_DELETED)
-        self._wake.set()
+        self._wake_full()
 
     # --- restart ------------------------------------------------------------------------------------------
 
@@ -552,7 +585,7 @@ class Scheduler:
             if row["is_terminated"]:
                 self._terminate_process(row["id"], handle)
         self._reconciled = True
-        self._wake.set()
+        self._wake_full()
 
 
 def _task_arn(row: dict[str, Any], attempt: int) -> str:

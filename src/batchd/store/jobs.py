@@ -185,6 +185,8 @@ def _record(conn: Connection, rows: Iterable[tuple[dict[str, Any], str]], at: in
 
 def save(conn: Connection, row: dict[str, Any], changes: dict[str, Any], at: int, event: bool = True) -> dict:
     """Apply column changes to a job (in the caller's transaction); log an event when the status changed."""
+    if "spec" not in row:
+        raise ValueError(f"save() needs the full row of job {row.get('id')}, not a light one (its record is rewritten)")
     old_status = row["status"]
     row.update(changes)
     if not changes:
