@@ -63,6 +63,26 @@ def test_higher_priority_queue_first(batch):
     assert hi["startedAt"] <= lo["startedAt"]
 
 
+def test_jobs_submitted_behind_a_waiting_head_start_when_capacity_frees(batch):
+    """A SubmitJob wakes a pass over its own queue only, and none while that queue's head waits for capacity:
+    the waiting jobs still start when capacity frees, and another queue's new job starts meanwhile."""
+    busy_ce, free_ce = make_ce(batch, vcpus=2), make_ce(batch, vcpus=2)
+    busy, free = make_queue(batch, [busy_ce]), make_queue(batch, [free_ce])
+    blocker = submit(batch, busy, register(batch, ["sleep", "1.5"], vcpus=2))
+    wait_status(batch, blocker, "RUNNING")
+    jd = register(batch, ["true"])
+    waiting = [submit(batch, busy, jd) for _ in range(3)]
+    time.sleep(0.3)
+    assert [describe(batch, j)["status"] for j in waiting] == ["RUNNABLE"] * 3
+    elsewhere = wait_status(batch, submit(batch, free, jd), "SUCCEEDED", timeout=10)
+    assert describe(batch, blocker)["status"] == "RUNNING"
+    assert elsewhere["startedAt"] < describe(batch, waiting[0]).get("startedAt", float("inf"))
+    first = wait_status(batch, blocker, "SUCCEEDED", timeout=20)
+    for job_id in waiting:
+        job = wait_status(batch, job_id, "SUCCEEDED", timeout=20)
+        assert job["startedAt"] >= first["stoppedAt"]
+
+
 def test_terminate_job_that_ignores_sigterm(batch, server):
     queue, jd = setup(batch, ["sh", "-c", "trap '' TERM; echo started; sleep 60 & wait; sleep 60"])
     job_id = submit(batch, queue, jd)
