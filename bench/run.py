@@ -214,6 +214,10 @@ def bench_cpu(srv: Server, results: dict, n: int) -> None:
             fn(i)
         return (srv.cpu_seconds() - cpu0) / count * 1000
 
+    srv.wait_idle()
+    cpu0 = srv.cpu_seconds()
+    time.sleep(3)
+    results["idle_cpu_percent_few_jobs"] = (srv.cpu_seconds() - cpu0) / 3 * 100  # the floor for the queued figure
     results["cpu_ms_null_endpoint"] = measure(lambda i: c.call("health", method="GET", path="/health"), n)
     results["cpu_ms_submit"] = measure(
         lambda i: c.call("SubmitJob", {"jobName": "cpu", "jobQueue": queue, "jobDefinition": jd}), n)
@@ -300,7 +304,20 @@ TARGETS = [
     ("large_listjobs_page_p99_ms", "N jobs stored: ListJobs page p99 (ms)", ""),
     ("large_rss_mb", "N jobs stored (queued part RUNNABLE): RSS (MB)", "<= 600 (1M) / <= 200 (100k queued)"),
     ("queued_idle_cpu_percent", "jobs queued behind a full CE: idle CPU (%)", "~ 0"),
+    ("idle_cpu_percent_few_jobs", "idle CPU with 100 jobs queued (%)", "(floor)"),
 ]
+
+
+def _reset_database(url: str) -> None:
+    """A fresh PostgreSQL database for the next run (drop and create it, from the maintenance database)."""
+    from sqlalchemy import create_engine, make_url, text
+
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+        c.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
 
 
 def main() -> int:
@@ -316,31 +333,50 @@ def main() -> int:
     ap.add_argument("--array-size", type=int, default=10000)
     ap.add_argument("--large-jobs", type=int, default=1_000_000, help="jobs stored for the 'large' part")
     ap.add_argument("--large-runnable", type=int, default=100_000, help="of which RUNNABLE (queued)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the parts other than 'large' this many times (fresh server each) and report medians")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
     parts = set(args.only.split(","))
     results: dict = {"db": "postgresql" if args.db else "sqlite", "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
                      "cores": os.cpu_count()}
-    srv = Server(args.db)
-    try:
-        if "cpu" in parts:
-            bench_cpu(srv, results, args.cpu_n)
-        if "submit" in parts:
-            bench_submit(srv, results, args.submit_total, args.clients)
-        if "latency" in parts:
-            bench_latency(srv, results, args.latency_samples)
-        if "sustained" in parts:
-            bench_sustained(srv, results, args.sustained)
-        if "array" in parts:
-            bench_array(srv, results, args.array_size)
-        results["server_rss_mb"] = srv.rss_mb()
-    finally:
-        srv.stop()
+    runs: list[dict] = []
+    for _ in range(max(1, args.repeat)):
+        if args.db and runs:
+            _reset_database(args.db)
+        one: dict = {}
+        srv = Server(args.db)
+        try:
+            if "cpu" in parts:
+                bench_cpu(srv, one, args.cpu_n)
+            if "submit" in parts:
+                bench_submit(srv, one, args.submit_total, args.clients)
+            if "latency" in parts:
+                bench_latency(srv, one, args.latency_samples)
+            if "sustained" in parts:
+                bench_sustained(srv, one, args.sustained)
+            if "array" in parts:
+                bench_array(srv, one, args.array_size)
+            one["server_rss_mb"] = srv.rss_mb()
+            errors = [line for line in (Path(srv.tmp) / "server.log").read_text().splitlines() if " ERROR " in line]
+            one["server_errors"] = len(errors)
+        finally:
+            srv.stop()
+        runs.append(one)
+    for key in runs[0]:
+        values = sorted(r[key] for r in runs if isinstance(r.get(key), int | float))
+        if values:
+            results[key] = values[len(values) // 2] if len(values) % 2 else sum(values[len(values) // 2 - 1:len(values) // 2 + 1]) / 2
+        else:
+            results[key] = runs[0][key]
+    if len(runs) > 1:
+        results["runs"] = runs
     if "large" in parts:
         import large
 
         results.update(large.measure(args.db, args.large_jobs, args.large_runnable, 300))
-    print(f"\nbatchd benchmark ({results['db']}, {results['cores']} cores)")
+    print(f"\nbatchd benchmark ({results['db']}, {results['cores']} cores"
+          + (f", medians of {len(runs)} runs)" if len(runs) > 1 else ")"))
     # CPU figures also scaled to the issue's reference machine, whose null request costs 0.18 ms: the targets
     # were set there, and a faster machine must not meet them by itself.
     null = results.get("cpu_ms_null_endpoint")
@@ -356,6 +392,8 @@ def main() -> int:
         print(f"* CPU per request x {scale:.2f}: as on a machine whose null request costs {REFERENCE_NULL_MS} ms "
               "(the issue's reference)")
     print(f"{'server RSS after the parts above (MB)':45} {results['server_rss_mb']:12.1f}")
+    if results.get("server_errors"):
+        print(f"WARNING: the server logged {results['server_errors']} errors (see its server.log)")
     if "large_jobs" in results:
         print(f"(N = {results['large_jobs']:,} jobs stored, {results['large_runnable']:,} of them RUNNABLE)")
     Path(args.out).mkdir(parents=True, exist_ok=True)

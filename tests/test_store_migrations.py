@@ -23,6 +23,7 @@ def _make_v1(url: str) -> None:
     with d.tx() as c:
         metadata.create_all(c)
         c.exec_driver_sql("DROP INDEX ix_jobs_account_region_seq")
+        c.exec_driver_sql("DROP INDEX ix_jobs_pending_parents")
         c.exec_driver_sql("DROP TABLE servers")
         c.exec_driver_sql("DROP TABLE leases")
         c.exec_driver_sql("ALTER TABLE jobs DROP COLUMN detail")
@@ -51,7 +52,7 @@ def test_upgrade_from_version_1(tmp_path):
     assert d.conn.execute(text("SELECT name FROM resources")).scalar() == "q"  # data kept
     tables = set(inspect(d.engine).get_table_names())
     d.close()
-    assert "ix_jobs_account_region_seq" in _indexes(url)
+    assert {"ix_jobs_account_region_seq", "ix_jobs_pending_parents"} <= _indexes(url)
     assert {"servers", "leases"} <= tables
     d = dbmod.Database(url)
     assert "detail" in {c["name"] for c in inspect(d.engine).get_columns("jobs")}

@@ -18,22 +18,10 @@ from batchd.store.schema import jobs
 CHILD_BATCH = 1000
 
 
-# Built once: the scheduler asks on every pass (SQLAlchemy builds and compiles a new statement object each time).
-_waiting_parents = select(jobs).where(
-    jobs.c.status == J.PENDING, jobs.c.parent_id.is_(None), jobs.c.array_size.is_not(None),
-    jobs.c.pending_deps == 0, jobs.c.is_cancelled.is_(False),
-).order_by(jobs.c.seq)
-
-
-def _parents_to_expand(conn: Any) -> list[dict[str, Any]]:
-    rows = conn.execute(_waiting_parents).all()
-    return [dict(r._mapping) for r in rows if (r.runtime or {}).get("childrenCreated", 0) < r.array_size]
-
-
 def spawn_children(db: Any, now: int) -> bool:
     """Create the next batch of children for waiting array parents. True when more remain."""
     with db.tx() as conn:
-        parents = _parents_to_expand(conn)
+        parents = store.waiting_array_parents(conn)
         if not parents:
             return False
         parent = parents[0]

@@ -86,16 +86,21 @@ def fail_cancelled(conn: Connection, ids: list[str], now: int) -> int:
     return len(rows)
 
 
-def finished_many(conn: Connection, rows: list[dict[str, Any]], now: int) -> None:
-    """`finished` for several jobs, level by level: the jobs, then what they released or failed, and so on."""
+def finished_many(conn: Connection, rows: list[dict[str, Any]], now: int) -> bool:
+    """`finished` for several jobs, level by level: the jobs, then what they released or failed, and so on.
+    Returns True when an array parent's dependencies are now met: the scheduler must create its children (any
+    other job released is RUNNABLE, or FAILED, already)."""
     todo: list[dict[str, Any]] = list(rows)
+    parents_released = False
     while todo:
         level, todo = todo, []
         ids = [d["id"] for d in level]
         waited_on = set(ids) if len(ids) == 1 else store.waited_on(conn, ids)
         for done in level:
             if done["id"] in waited_on:
-                todo += _release_dependents(conn, done, now)
+                failed, released = _release_dependents(conn, done, now)
+                todo += failed
+                parents_released |= released
         per_parent: dict[str, int] = {}
         for done in level:
             if done.get("parent_id"):
@@ -111,11 +116,14 @@ def finished_many(conn: Connection, rows: list[dict[str, Any]], now: int) -> Non
                 # failed with it.
                 for ghost in store.waits_on_missing_children(conn, done["id"]):
                     todo.append({"id": ghost, "status": FAILED, "parent_id": None, "array_size": None})
+    return parents_released
 
 
-def _release_dependents(conn: Connection, done: dict[str, Any], now: int) -> list[dict[str, Any]]:
-    """Tell the jobs waiting on `done` that it finished; returns the ones that failed because of it."""
+def _release_dependents(conn: Connection, done: dict[str, Any], now: int) -> tuple[list[dict[str, Any]], bool]:
+    """Tell the jobs waiting on `done` that it finished; returns the ones that failed because of it, and whether
+    an array parent now waits for nothing (its children are to be created)."""
     failed = []
+    parent_released = False
     for waiting in store.dependents(conn, done["id"]):
         # Locked re-read: with several servers on PostgreSQL, two dependencies may finish at once, and each
         # decrement of pending_deps must see the other's.
@@ -135,11 +143,12 @@ def _release_dependents(conn: Connection, done: dict[str, Any], now: int) -> lis
                 changes.update(status=FAILED, status_reason=dep["cancel_reason"], stopped_at=now)
             elif dep["array_size"] is None or dep["parent_id"] is not None:
                 changes.update(status=RUNNABLE, runnable_at=now)
-            # An array parent whose dependencies are met gets its children from the scheduler.
+            else:
+                parent_released = True  # an array parent whose dependencies are met: the scheduler creates its children
         store.save(conn, dep, changes, now)
         if changes.get("status") == FAILED:
             failed.append(dep)
-    return failed
+    return failed, parent_released
 
 
 def _children_done(conn: Connection, parent: dict[str, Any], n: int, now: int) -> bool:

@@ -6,7 +6,9 @@ otherwise sleeps until the next timer (an attempt timeout, a job-state time limi
   2. for each queue, highest priority first, RUNNABLE jobs in FIFO order: a cancelled job at the head fails,
      a job that fits a compute environment (tried in ascending order) is claimed (STARTING) and launched,
      and the first job that does not fit blocks its queue (it is the head the seed speaks of).
-Attempts are supervised by one asyncio task each: start -> RUNNING -> wait -> finished -> retry or done.
+Attempts are supervised by one asyncio task each: start -> RUNNING -> wait -> finished -> retry or done; the
+RUNNING and finished writes of one event-loop turn are settled together in one transaction (settle.py).
+A pass does only what its wake-up calls for: see docs/scheduling.md ("Three kinds of pass").
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ import asyncio
 import heapq
 import logging
 import os
+from collections import Counter
 from typing import Any
 
 from batchd.domain import jobs as J
 from batchd.domain.logstreams import attempt_dir, stream_name
-from batchd.domain.retry import AttemptOutcome, should_retry
 from batchd.executors.base import AttemptExit, LaunchSpec
-from batchd.scheduler import arrays, lifecycle
+from batchd.scheduler import arrays, lifecycle, settle
 from batchd.scheduler.capacity import Ledger, accepts_jobs, capacity_of
 from batchd.scheduler.cluster import Cluster
+from batchd.scheduler.settle import Ended, Started
 from batchd.store import jobs as store
 from batchd.store import resources
 
@@ -32,6 +35,7 @@ log = logging.getLogger("batchd.scheduler")
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
 SUBMITTED_BATCH = 2000
 RUNNABLE_PAGE = 64
+ALL_QUEUES = "*"  # in a pass's targets: dispatch in every queue (but no SUBMITTED or array step)
 CANCELLED_PER_PASS = 200  # cancelled heads failed per pass; the loop serves requests between passes
 
 
@@ -51,13 +55,15 @@ class Scheduler:
         self.ledger = Ledger()
         self.base_env = {k: os.environ[k] for k in _BASE_ENV_KEYS if k in os.environ}
         self._wake = asyncio.Event()
-        # What the next pass must look at: None = everything; a set = only dispatch in these queues.
+        # What the next pass must look at: None = everything; a set = only dispatch, in these queues (ALL_QUEUES:
+        # in every queue).
         self._targets: set[str] | None = None
         self._loop_task: asyncio.Task | None = None
         self._attempts: dict[str, asyncio.Task] = {}
         self._handles: dict[str, dict[str, Any]] = {}
         self._terminating: set[str] = set()
         self._timeouts: list[tuple[int, str, int]] = []  # (deadline ms, job id, attempt)
+        self._settling: list[Ended] = []  # attempt ends of this loop turn, written together
         self._next_limit_check: int | None = None
         self._blocked: set[str] = set()  # queues whose head waits for capacity (as of the last pass)
         self._stopped = False
@@ -87,6 +93,7 @@ class Scheduler:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._settle_pending()  # what ended during the shutdown is written before the store closes
         await self.cluster.stop()
 
     def wake(self) -> None:
@@ -99,6 +106,12 @@ class Scheduler:
     def _wake_full(self) -> None:
         """Run a full pass soon: every step, every queue."""
         self._targets = None
+        self._wake.set()
+
+    def _wake_dispatch(self) -> None:
+        """Run a pass soon that places RUNNABLE jobs in every queue (capacity freed, jobs became RUNNABLE)."""
+        if self._targets is not None:
+            self._targets.add(ALL_QUEUES)
         self._wake.set()
 
     def notify_jobs(self, runnable_in: str | None = None) -> None:
@@ -184,7 +197,9 @@ class Scheduler:
         if self.cluster.shared:
             self._sync_shared_state(now)
         if queues is not None:
-            return self._dispatch(now, queues) if queues else False
+            if not queues:
+                return False
+            return self._dispatch(now, None if ALL_QUEUES in queues else queues)
         more = self._advance_submitted(now)
         more |= arrays.spawn_children(self.db, now)
         more |= self._dispatch(now)
@@ -350,7 +365,7 @@ class Scheduler:
                     return
             self._handles[job_id] = handle
             result = await self.executor.wait(handle)
-            self._finish_attempt(job_id, attempt, result)
+            self._to_settle(Ended(job_id, attempt, result))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never leave a job RUNNING because of our own fault
@@ -380,77 +395,93 @@ class Scheduler:
         except Exception as exc:
             self._finish_attempt(job_id, attempt, AttemptExit(None, f"CannotStartContainerError: {exc}"[:255]))
             return None
-        now = J.now_ms()
-        with self.db.tx() as conn:
-            current = store.get(conn, job_id)
-            runtime = {**current["runtime"], "handle": handle,
-                       "container": {"logStreamName": stream, "taskArn": _task_arn(row, attempt)}}
-            changes: dict[str, Any] = {"status": J.RUNNING, "started_at": now, "runtime": runtime}
-            seconds = (row["spec"].get("timeout") or {}).get("attemptDurationSeconds")
-            if seconds:
-                changes["deadline_at"] = now + int(seconds) * 1000
-                heapq.heappush(self._timeouts, (changes["deadline_at"], job_id, attempt))
-            store.save(conn, current, changes, now)
-        if current["is_terminated"]:
-            self._terminate_process(job_id, handle)
-        if self._timeouts:
-            self._wake_full()
+        # Written at once, not with the batch: until the handle is recorded, a crash leaves a job whose process
+        # may or may not have run (failed without retry on restart), so that window stays as short as can be.
+        self._settle_batch([Started(job_id, attempt, handle, stream)])
         return handle
 
     def _finish_attempt(self, job_id: str, attempt: int, result: AttemptExit, retry: bool = True) -> None:
+        """Settle one ended attempt now, in its own transaction."""
+        self._settle_batch([Ended(job_id, attempt, result, retry)])
+
+    # --- settling attempts in batches ---------------------------------------------------------------------
+
+    def _to_settle(self, item: Ended) -> None:
+        """Record an attempt's end with every other one that happens in this turn of the event loop: they are
+        written together, in one transaction, as soon as the loop has run the callbacks that were ready (no
+        timer: nothing waits longer than one loop turn). Deferring is safe: the wrapper has already recorded
+        the exit status next to the attempt, and a restart settles the job from it."""
+        self._settling.append(item)
+        if len(self._settling) == 1:
+            asyncio.get_running_loop().call_soon(self._settle_pending)
+
+    def _settle_pending(self) -> None:
+        items, self._settling = self._settling, []
+        if not items:
+            return
+        try:
+            self._settle_batch(items)
+        except Exception:
+            # One bad item must not hold back the others: settle them one by one.
+            log.exception("settling %d attempts together failed; settling them one by one", len(items))
+            for item in items:
+                try:
+                    self._settle_batch([item])
+                except Exception:
+                    log.exception("settling the attempt of job %s failed", item.job_id)
+
+    def _settle_batch(self, items: list[Started | Ended]) -> None:
+        """Write these attempt starts and ends in one transaction: one locked read of their jobs, one update
+        per kind of change, one insert of their events, one look for what their ends release."""
         now = J.now_ms()
+        to_terminate: list[tuple[str, dict[str, Any]]] = []
         with self.db.tx() as conn:
-            row = store.get_for_update(conn, job_id)
-            if row is None or row["status"] in J.TERMINAL or row["attempt"] != attempt:
-                return
-            if not self.cluster.is_leader:
+            rows = store.get_many_for_update(conn, [i.job_id for i in items])
+            later = Counter(i.job_id for i in items)  # items of each job still to come in this batch
+            saves: list[tuple[dict[str, Any], dict[str, Any]]] = []
+            ended_rows: list[dict[str, Any]] = []
+            for item in items:
+                later[item.job_id] -= 1
+                row = rows.get(item.job_id)
+                if row is None or row["status"] in J.TERMINAL or row["attempt"] != item.attempt:
+                    continue
+                changes = self._settle_changes(row, item, now, to_terminate)
+                if isinstance(item, Ended):
+                    ended_rows.append(row)
+                if later[item.job_id]:
+                    # Start and end of one attempt in the same batch (the process ended within one loop turn
+                    # of its start): write the start now, so that the end is computed from it.
+                    store.save(conn, row, changes, now)
+                else:
+                    saves.append((row, changes))
+            store.save_many(conn, saves, now)
+            if ended_rows and not self.cluster.is_leader:
                 self.cluster.publish(conn, "jobs")
-            if row["ce_arn"]:
-                self.ledger.release(row["ce_arn"], _need(row))
-            runtime = dict(row["runtime"])
-            timed_out = bool(runtime.pop("timedOut", False))
-            runtime.pop("handle", None)
-            stream = (runtime.get("container") or {}).get("logStreamName")
+            finished = [r for r in ended_rows if r["status"] in J.TERMINAL]
+            expand = lifecycle.finished_many(conn, finished, now) if finished else False
+        for item in items:
+            if isinstance(item, Ended):
+                self._terminating.discard(item.job_id)
+        for job_id, handle in to_terminate:
+            self._terminate_process(job_id, handle)
+        if expand:
+            self._wake_full()
+        elif self._timeouts or any(isinstance(i, Ended) for i in items):
+            # Capacity freed, retries and released dependents are RUNNABLE: placing them is all there is to do.
+            self._wake_dispatch()
+
+    def _settle_changes(self, row: dict[str, Any], item: Started | Ended, now: int,
+                        to_terminate: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+        if isinstance(item, Started):
+            changes = settle.running_changes(row, item, now)
+            if changes.get("deadline_at"):
+                heapq.heappush(self._timeouts, (changes["deadline_at"], item.job_id, item.attempt))
             if row["is_terminated"]:
-                attempt_reason = row["status_reason"]
-            elif timed_out:
-                attempt_reason = J.REASON_TIMEOUT
-            elif result.exit_code is None:
-                attempt_reason = result.reason or "Task failed to start"
-            else:
-                attempt_reason = J.REASON_EXITED
-            container: dict[str, Any] = {}
-            if result.exit_code in (126, 127) and not result.reason:
-                # The shell could not run the command; its message is in the job's log.
-                result = AttemptExit(result.exit_code, "CannotStartContainerError: the command was not found or "
-                                                       f"is not executable (exit code {result.exit_code})")
-            if result.exit_code is not None:
-                container["exitCode"] = result.exit_code
-            if result.reason:
-                container["reason"] = result.reason[:255]
-            if stream:
-                container["logStreamName"] = stream
-                container["taskArn"] = _task_arn(row, attempt)
-            record: dict[str, Any] = {"container": container, "statusReason": attempt_reason}
-            if row["started_at"]:
-                record["startedAt"] = row["started_at"]
-            record["stoppedAt"] = now
-            runtime["attempts"] = [*runtime.get("attempts", []), record]
-            runtime["container"] = container
-            outcome = AttemptOutcome(result.exit_code, result.reason, attempt_reason, cancelled=row["is_cancelled"],
-                                     terminated=row["is_terminated"], timed_out=timed_out)
-            changes: dict[str, Any] = {"runtime": runtime, "deadline_at": None}
-            if result.exit_code == 0 and not row["is_terminated"] and not timed_out:
-                changes.update(status=J.SUCCEEDED, status_reason=J.REASON_EXITED, stopped_at=now)
-            elif retry and should_retry(row["spec"].get("retryStrategy"), attempt, outcome):
-                changes.update(status=J.RUNNABLE, runnable_at=now, status_reason=None)
-            else:
-                changes.update(status=J.FAILED, status_reason=attempt_reason, stopped_at=now)
-            store.save(conn, row, changes, now)
-            if row["status"] in J.TERMINAL:
-                lifecycle.finished(conn, row, now)
-        self._terminating.discard(job_id)
-        self._wake_full()
+                to_terminate.append((item.job_id, item.handle))
+            return changes
+        if row["ce_arn"] and row["status"] in J.ACTIVE:
+            self.ledger.release(row["ce_arn"], _need(row))
+        return settle.ended_changes(row, item, now)
 
     # --- cancel, terminate, timeouts -------------------------------------------------------------------
 
@@ -587,8 +618,3 @@ class Scheduler:
         self._reconciled = True
         self._wake_full()
 
-
-def _task_arn(row: dict[str, Any], attempt: int) -> str:
-    prefix = row["queue_arn"].split(":batch:", 1)[0]
-    region_account = row["queue_arn"].split(":batch:", 1)[1].split(":job-queue/", 1)[0]
-    return f"{prefix}:ecs:{region_account}:task/batchd/{row['id'].replace(':', '-')}-{attempt}"

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from batchd.store.schema import metadata, schema_version
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _v2_recent_jobs_index(conn: Connection) -> None:
@@ -39,12 +39,19 @@ def _v4_stored_job_detail(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE jobs ADD COLUMN detail TEXT")
 
 
+def _v5_pending_parents_index(conn: Connection) -> None:
+    from batchd.store.schema import PENDING_PARENTS_WHERE
+
+    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_jobs_pending_parents ON jobs (seq) WHERE {PENDING_PARENTS_WHERE}")
+
+
 # version -> the step that upgrades a database from version-1 to version. A new database gets the whole
 # current schema at once; an existing one gets every step it has not had, in order, in one transaction.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _v2_recent_jobs_index,
     3: _v3_servers_and_leases,
     4: _v4_stored_job_detail,
+    5: _v5_pending_parents_index,
 }
 
 

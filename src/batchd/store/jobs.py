@@ -58,7 +58,9 @@ def _run(conn: Connection, sql: str, params: Any = (), many: bool = False) -> An
     """Execute on the driver's own cursor, inside the connection's current transaction. (SQLAlchemy's result
     objects build per-column metadata on every call: more work than the query itself on this path.)"""
     cur = conn.connection.cursor()
-    if many:
+    if many and len(params) == 1:
+        cur.execute(sql, params[0])  # psycopg's executemany sets up a pipeline: costly for one row
+    elif many:
         cur.executemany(sql, params)
     else:
         cur.execute(sql, params)
@@ -175,6 +177,18 @@ def record_event(conn: Connection, row: dict[str, Any], at: int) -> None:
 
 def record_events(conn: Connection, rows: Iterable[dict[str, Any]], at: int) -> None:
     _record(conn, ((r, rendered(r)) for r in rows), at)
+
+
+def waiting_array_parents(conn: Connection) -> list[dict[str, Any]]:
+    """Array parents that may still need children: PENDING with nothing to wait for and not cancelled. Served
+    by the partial index `ix_jobs_pending_parents` (the constants are written out so that SQLite can match the
+    index's WHERE), so it does not scan the PENDING children of arrays."""
+    # SQLite's planner, without statistics, prefers ix_jobs_status (every PENDING job): name the index.
+    hint = " INDEXED BY ix_jobs_pending_parents" if conn.dialect.name == "sqlite" else ""
+    sql = _sql(conn, ("waiting_parents",), _SELECT_JOBS + hint + " WHERE status = 'PENDING' AND parent_id IS NULL "
+               "AND array_size IS NOT NULL AND pending_deps = 0 AND is_cancelled = ? ORDER BY seq")
+    rows = [_decode(r) for r in _run(conn, sql, (False,)).fetchall()]
+    return [r for r in rows if r["runtime"].get("childrenCreated", 0) < r["array_size"]]
 
 
 def _record(conn: Connection, rows: Iterable[tuple[dict[str, Any], str]], at: int) -> None:
@@ -395,6 +409,47 @@ def get_for_update(conn: Connection, job_id: str) -> dict[str, Any] | None:
         return get(conn, job_id)
     r = _run(conn, _sql(conn, ("get_locked",), _SELECT_JOBS + " WHERE id = ? FOR UPDATE"), (job_id,)).fetchone()
     return _decode(r) if r else None
+
+
+def get_many_for_update(conn: Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`get_for_update` for several jobs in one statement (locked in id order, as every batch locks them, so
+    two servers' batches cannot deadlock); returns them by id."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    lock = "" if conn.dialect.name == "sqlite" else " ORDER BY id FOR UPDATE"
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in range(0, len(ids), 500):
+        part = ids[chunk:chunk + 500]
+        sql = _sql(conn, ("get_many_locked", len(part)),
+                   _SELECT_JOBS + f" WHERE id IN ({', '.join('?' * len(part))})" + lock)
+        for r in _run(conn, sql, tuple(part)).fetchall():
+            row = _decode(r)
+            found[row["id"]] = row
+    return found
+
+
+def save_many(conn: Connection, saves: Sequence[tuple[dict[str, Any], dict[str, Any]]], at: int) -> None:
+    """`save` for several jobs: one statement per set of changed columns, one for all their events."""
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    events_: list[tuple[dict[str, Any], str]] = []
+    for row, changes in saves:
+        if "spec" not in row:
+            raise ValueError(f"save_many() needs the full row of job {row.get('id')}")
+        if not changes:
+            continue
+        old_status = row["status"]
+        row.update(changes)
+        detail = rendered(row)
+        cols = tuple(changes)
+        groups.setdefault(cols, []).append((*(_encode(c, changes[c]) for c in cols), detail, row["id"]))
+        if row["status"] != old_status:
+            events_.append((row, detail))
+    for cols, params in groups.items():
+        sql = _sql(conn, ("save", cols),
+                   f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)}, detail = ? WHERE id = ?")
+        _run(conn, sql, params, many=True)
+    _record(conn, events_, at)
 
 
 def usage_by_compute_environment(conn: Connection) -> dict[str, tuple[float, int, int]]:

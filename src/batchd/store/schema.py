@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -102,6 +103,10 @@ Index("ix_jobs_parent", jobs.c.parent_id, jobs.c.array_index)
 Index("ix_jobs_status", jobs.c.status)
 # Schema version 2: "the caller's most recent jobs" (DescribeLogStreams, FilterLogEvents).
 Index("ix_jobs_account_region_seq", jobs.c.account, jobs.c.region, jobs.c.seq)
+# Schema version 5: array parents waiting for their children (a handful), without scanning PENDING children.
+PENDING_PARENTS_WHERE = "status = 'PENDING' AND parent_id IS NULL AND array_size IS NOT NULL"
+Index("ix_jobs_pending_parents", jobs.c.seq, sqlite_where=text(PENDING_PARENTS_WHERE),
+      postgresql_where=text(PENDING_PARENTS_WHERE))
 
 job_deps = Table(
     "job_deps",
