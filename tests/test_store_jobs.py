@@ -49,7 +49,7 @@ def _job(**extra) -> dict:
 def _described(d: dbmod.Database, job_id: str) -> dict:
     """What DescribeJobs answers for one job: the stored record, or the row rendered when there is none."""
     [found] = store.describe_many(d.conn, ACCOUNT, REGION, [job_id])
-    return orjson.loads(found) if isinstance(found, str) else J.render_detail(found)
+    return orjson.loads(found) if isinstance(found, str | bytes) else J.render_detail(found)
 
 
 def _fresh(d: dbmod.Database, job_id: str) -> dict:
@@ -61,7 +61,7 @@ def test_insert_stores_the_record_and_its_event(database):
     with database.tx() as tx:
         store.insert_jobs(tx, [row], event_at=1000)
     [stored] = store.describe_many(database.conn, ACCOUNT, REGION, [row["id"]])
-    assert isinstance(stored, str)
+    assert isinstance(stored, str | bytes)
     assert orjson.loads(stored) == _fresh(database, row["id"])
     [event] = store.read_events(database.conn, ACCOUNT, REGION, 0, 10, row["id"])
     detail = event["detail"] if isinstance(event["detail"], dict) else orjson.loads(event["detail"])
@@ -98,7 +98,7 @@ def test_bulk_cancel_of_array_children_clears_the_records(database):
     assert len(failed) == 2
     for kid in kids:
         [stored] = store.describe_many(database.conn, ACCOUNT, REGION, [kid["id"]])
-        assert isinstance(stored, str)  # written again by the FAILED change
+        assert isinstance(stored, str | bytes)  # written again by the FAILED change
         assert orjson.loads(stored)["status"] == "FAILED"
         assert orjson.loads(stored) == _fresh(database, kid["id"])
 

@@ -149,20 +149,20 @@ def _resolve_dependencies(
 @operation("DescribeJobs")
 async def describe_jobs(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
     conn = ctx.service.db.conn
-    ids = [_job_id_of(j) for j in p["jobs"]]
-    out: list[Any] = []
-    now = J.now_ms()
-    for found in store.describe_many(conn, ctx.account, ctx.region, ids):
-        if isinstance(found, str):
-            out.append(orjson.Fragment(found))  # the stored record, sent as it is
-            continue
-        row = found
-        if row["array_size"] is not None and row["parent_id"] is None and row["status"] not in J.TERMINAL:
-            counts = store.child_status_counts(conn, row["id"])
-            row["runtime"] = {**row["runtime"], "statusSummary": {s: counts.get(s, 0) for s in J.STATUSES},
-                              "statusSummaryLastUpdatedAt": now}
-        out.append(J.render_detail(row))
-    return {"jobs": out}
+    ids = [j if not j.startswith("arn:") else _job_id_of(j) for j in p["jobs"]]
+    # Stored records are sent as they are; the few rows that come back instead are rendered here.
+    fragment = orjson.Fragment
+    return {"jobs": [_render_live(conn, f) if f.__class__ is dict else fragment(f)
+                     for f in store.describe_many(conn, ctx.account, ctx.region, ids)]}
+
+
+def _render_live(conn: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """A job DescribeJobs must render at read time: an unfinished array parent gets its statusSummary counted."""
+    if row["array_size"] is not None and row["parent_id"] is None and row["status"] not in J.TERMINAL:
+        counts = store.child_status_counts(conn, row["id"])
+        row["runtime"] = {**row["runtime"], "statusSummary": {s: counts.get(s, 0) for s in J.STATUSES},
+                          "statusSummaryLastUpdatedAt": J.now_ms()}
+    return J.render_detail(row)
 
 
 def _filters(p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:

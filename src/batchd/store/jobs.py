@@ -87,23 +87,24 @@ def rendered(row: dict[str, Any]) -> str:
     return orjson.dumps(render_detail(row)).decode()
 
 
-_DESCRIBE_COLS = ("id", "account", "region", "status", "parent_id", "array_size", "detail")
-
-
-def describe_many(conn: Connection, account: str, region: str, ids: Sequence[str]) -> list[str | dict[str, Any]]:
-    """The caller's jobs with these ids, in the order asked, each as its stored DescribeJobs record (JSON text)
-    or, where that cannot be used as stored, as the full row for the caller to render: an unfinished array
-    parent (its statusSummary is counted at read time) or a row whose record a bulk update cleared."""
+def describe_many(
+    conn: Connection, account: str, region: str, ids: Sequence[str]
+) -> list[bytes | str | dict[str, Any]]:
+    """The caller's jobs with these ids, in the order asked, each as its stored DescribeJobs record (JSON text;
+    bytes from SQLite, which then needs no decoding on the way out) or, where that cannot be used as stored, as
+    the full row for the caller to render: an unfinished array parent (its statusSummary is counted at read
+    time) or a row whose record a bulk update cleared."""
     ids = list(dict.fromkeys(ids))
     if not ids:
         return []
     sql = _sql(conn, ("describe_many", len(ids)),
-               f"SELECT {', '.join(_DESCRIBE_COLS)} FROM jobs WHERE id IN ({', '.join('?' * len(ids))})")
-    found: dict[str, str | dict[str, Any]] = {}
-    for job_id, acct, reg, status, parent_id, array_size, detail in _run(conn, sql, tuple(ids)).fetchall():
+               "SELECT id, account, region, " + ("CAST(detail AS BLOB)" if conn.dialect.name == "sqlite" else "detail")
+               + ", array_size IS NOT NULL AND parent_id IS NULL AND status NOT IN ('SUCCEEDED', 'FAILED') "
+               f"FROM jobs WHERE id IN ({', '.join('?' * len(ids))})")
+    found: dict[str, bytes | str | dict[str, Any]] = {}
+    for job_id, acct, reg, detail, live_parent in _run(conn, sql, tuple(ids)).fetchall():
         if acct != account or reg != region:
             continue
-        live_parent = array_size is not None and parent_id is None and status not in ("SUCCEEDED", "FAILED")
         if detail is None or live_parent:
             row = get(conn, job_id)
             if row is not None:
