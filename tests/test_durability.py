@@ -105,3 +105,54 @@ def test_durability_doc_exists():
     text = (Path(REPO) / "docs" / "durability.md").read_text()
     assert "synchronous" in text and "kill -9" in text
     assert os.path.exists(REPO / "bench" / "crash.py")
+
+
+# --- a crash between spawning an attempt and recording it ------------------------------------------------------
+
+
+def _claim_behind_the_servers_back(srv, job_id: str, ce_arn: str) -> None:
+    """Put the job in the state a crash leaves when it hits between the claim and the recorded start: STARTING,
+    attempt 1, owned by this server, no process handle."""
+    from sqlalchemy import create_engine, text
+
+    url = srv.db_url or f"sqlite:///{srv.data_dir / 'batchd.sqlite3'}"
+    engine = create_engine(url)
+    owner = (srv.data_dir / "server-id").read_text().strip()
+    with engine.begin() as c:
+        c.execute(text("UPDATE jobs SET status = 'STARTING', attempt = 1, ce_arn = :ce, owner = :owner, "
+                       "detail = NULL WHERE id = :id"), {"ce": ce_arn, "owner": owner, "id": job_id})
+    engine.dispose()
+
+
+@pytest.mark.parametrize("command_started", [False, True])
+def test_restart_after_a_crash_while_an_attempt_was_held(make_server, tmp_path, command_started):
+    """Held starts: an attempt whose handle was never recorded was still held (its command never ran) unless its
+    `started` marker exists. The restart starts a held one again — it runs once and succeeds — and fails one
+    that may have run, without retry, so nothing ever runs twice."""
+    from batchd.domain.logstreams import attempt_dir
+    from jobkit import make_ce, make_queue, register, submit, wait_status
+
+    srv = make_server()
+    batch = srv.client()
+    ce = make_ce(batch, vcpus=0)  # no room: the job stays RUNNABLE until we claim it by hand
+    queue = make_queue(batch, [ce])
+    marker = tmp_path / "ran"
+    job_id = submit(batch, queue, register(batch, ["sh", "-c", f"echo run >> {marker}"],
+                                           retryStrategy={"attempts": 3}))
+    wait_status(batch, job_id, "RUNNABLE")
+    srv.stop()
+    _claim_behind_the_servers_back(srv, job_id, ce)
+    workdir = attempt_dir(srv.data_dir / "jobs", job_id, 1)
+    workdir.mkdir(parents=True)
+    (workdir / "held").touch()  # spawned and held ...
+    if command_started:
+        (workdir / "started").touch()  # ... and released: the command may have run
+    srv.start()
+    job = wait_status(srv.client(), job_id, ("SUCCEEDED", "FAILED"), timeout=20)
+    if command_started:
+        assert job["status"] == "FAILED"
+        assert job["statusReason"] == "batchd stopped while starting the job; whether its process ran is unknown"
+        assert len(job["attempts"]) == 1 and not marker.exists()  # not retried, not run again
+    else:
+        assert job["status"] == "SUCCEEDED" and marker.read_text() == "run\n"  # ran exactly once
+        assert len(job["attempts"]) == 1

@@ -300,3 +300,70 @@ def test_start_errors(ex: LocalExecutor) -> None:
         run(ex.start(spec([])))
     with pytest.raises(ExecutorStartError):
         run(ex.start(spec(["true"], env={"BAD\0NAME": "x"})))
+
+
+# --- held starts (the scheduler records the handle before the command may run) --------------------------------
+
+
+def test_held_attempt_runs_only_when_released(ex: LocalExecutor, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    s = spec(["sh", "-c", f"echo run >> {marker}; echo hello"])
+    s.held = True
+
+    async def go() -> tuple[dict, AttemptExit]:
+        handle = await ex.start(s)
+        await asyncio.sleep(0.3)
+        assert not marker.exists() and running(handle["pid"])  # held: the command has not started
+        assert ex.never_ran(s.job_id, s.attempt)
+        ex.release(handle)
+        return handle, await asyncio.wait_for(ex.wait(handle), 20)
+
+    _, result = run(go())
+    assert result == AttemptExit(0)
+    assert marker.read_text() == "run\n" and output(ex, s) == "hello\n"
+    assert not ex.never_ran(s.job_id, s.attempt)  # it started: a restart must not run it again
+
+
+def test_held_attempt_never_runs_when_not_released(ex: LocalExecutor, tmp_path: Path) -> None:
+    """release(run=False), or the pipe closing because batchd died, ends the wrapper before the command."""
+    marker = tmp_path / "ran"
+    s = spec(["sh", "-c", f"echo run >> {marker}"])
+    s.held = True
+
+    async def go() -> AttemptExit:
+        handle = await ex.start(s)
+        ex.release(handle, run=False)
+        return await asyncio.wait_for(ex.wait(handle), 20)
+
+    result = run(go())
+    assert result.exit_code == 86 and not marker.exists()
+    assert ex.never_ran(s.job_id, s.attempt)
+
+
+def test_held_attempt_of_a_dead_batchd_never_runs(tmp_path: Path) -> None:
+    """The gate's write end lives only in the batchd process: when that process dies, the wrapper sees
+    end-of-file and exits without running the command."""
+    marker = tmp_path / "ran"
+    jobs_root = tmp_path / "jobs"
+    job_id = str(uuid.uuid4())
+    code = (
+        "import asyncio, os, sys\n"
+        "from batchd.executors.base import LaunchSpec\n"
+        "from batchd.executors.local import LocalExecutor\n"
+        f"s = LaunchSpec(job_id={job_id!r}, attempt=1, command=['sh', '-c', 'echo run >> {marker}'],\n"
+        "               environment={'PATH': '/usr/bin:/bin'}, log_stream='x', held=True)\n"
+        f"h = asyncio.run(LocalExecutor({str(jobs_root)!r}).start(s))\n"
+        "print(h['pid'], flush=True)\n"
+        "os._exit(0)  # dies without releasing, as a SIGKILLed batchd would\n"
+    )
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    pid = int(proc.stdout.strip())
+    deadline = time.monotonic() + 10
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not running(pid)
+    assert not marker.exists()
+    assert LocalExecutor(jobs_root).never_ran(job_id, 1)

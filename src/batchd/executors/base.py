@@ -22,6 +22,10 @@ class LaunchSpec:
     memory_mib: int = 0
     gpus: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # Held: start() returns before the command runs, and it runs only once release() says so. The scheduler
+    # holds every attempt until its handle is committed, so a crash in between can never leave a command that
+    # ran without its job knowing (see docs/durability.md).
+    held: bool = False
 
 
 @dataclass
@@ -35,6 +39,13 @@ class Executor(Protocol):
 
     async def start(self, spec: LaunchSpec) -> dict[str, Any]:
         """Start the attempt and return its handle. Raise ExecutorStartError if it cannot start."""
+
+    def release(self, handle: dict[str, Any], run: bool = True) -> None:
+        """Let a held attempt run its command (run=False: end it without running anything)."""
+
+    def never_ran(self, job_id: str, attempt: int) -> bool:
+        """For an attempt whose handle was never recorded: True only when its command certainly did not start
+        (it was never started, or it was still held when its server stopped)."""
 
     async def wait(self, handle: dict[str, Any]) -> AttemptExit:
         """Return when the attempt has ended (works for started and adopted attempts)."""

@@ -49,9 +49,17 @@ _POLL_SECONDS = 0.1  # only used where pidfd_open is unavailable (Linux < 5.3)
 # the shell's message in output.log. The record needs no tmp+rename: it is a single write(2) of a few bytes, and
 # batchd only reads it after the wrapper has exited (an empty file reads as "not recorded"). `unset PWD`: dash exports PWD, and the job's environment must be exactly
 # the one the scheduler passed.
+#
+# Held start: the wrapper first reads one line from its stdin, a pipe whose other end only batchd holds. batchd
+# writes the line once the attempt's handle is committed (release()); if batchd dies before that, the pipe
+# closes, `read` sees end-of-file and the wrapper exits (86) without running anything. `started` is created just
+# before the command runs; `held` (created by batchd before spawning) says the attempt used this protocol, so an
+# attempt directory with `held` and without `started` proves the command never ran.
 _WRAPPER = (
-    'trap : TERM; {unset}exec 3>&2 2>/dev/null; ( "$@" 2>&3 3>&- ); rc=$?; echo $rc > exit_code; exit $rc'
+    'trap : TERM; {unset}IFS= read -r _go || exit 86; exec 0</dev/null; : > started; '
+    'exec 3>&2 2>/dev/null; ( "$@" 2>&3 3>&- ); rc=$?; echo $rc > exit_code; exit $rc'
 )
+HELD_FILE, STARTED_FILE = "held", "started"
 
 
 def _boot_id() -> str:
@@ -114,6 +122,7 @@ class LocalExecutor:
         self._watches: dict[int, _Watch] = {}
         # Popen objects of our children, kept referenced so that subprocess's own reaper never sees them.
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
+        self._gates: dict[int, Any] = {}  # pid -> the write end of a held attempt's stdin pipe
 
     # -- start -------------------------------------------------------------------------------------------
 
@@ -123,8 +132,10 @@ class LocalExecutor:
         workdir = logstreams.attempt_dir(self.jobs_root, spec.job_id, spec.attempt)
         try:
             workdir.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):  # a re-run of the same attempt
-                (workdir / EXIT_CODE_FILE).unlink()
+            for leftover in (EXIT_CODE_FILE, STARTED_FILE):  # a re-run of the same attempt
+                with contextlib.suppress(FileNotFoundError):
+                    (workdir / leftover).unlink()
+            (workdir / HELD_FILE).touch()
             out_fd = os.open(
                 workdir / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
             )
@@ -134,7 +145,7 @@ class LocalExecutor:
         try:
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", script, "batchd", *spec.command],
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,  # the gate (see _WRAPPER); the command itself gets /dev/null
                 stdout=out_fd,
                 stderr=out_fd,
                 cwd=workdir,
@@ -150,8 +161,9 @@ class LocalExecutor:
         stat = _proc_stat(proc.pid)  # a zombie still has its stat until we reap it, so this cannot miss
         start_time = stat[1] if stat else 0
         self._popens[proc.pid] = proc
+        self._gates[proc.pid] = proc.stdin
         self._watch(proc.pid, start_time, proc.pid)
-        return {
+        handle = {
             "executor": self.name,
             "pid": proc.pid,
             "pgid": proc.pid,
@@ -161,6 +173,24 @@ class LocalExecutor:
             "startedAt": started_at,
             "image": spec.extra.get("image"),
         }
+        if not spec.held:
+            self.release(handle)
+        return handle
+
+    def release(self, handle: dict[str, Any], run: bool = True) -> None:
+        gate = self._gates.pop(int(handle["pid"]), None)
+        if gate is None:
+            return
+        with contextlib.suppress(OSError):  # the wrapper is gone already (e.g. terminated while held)
+            if run:
+                gate.write(b"go\n")
+            gate.close()
+
+    def never_ran(self, job_id: str, attempt: int) -> bool:
+        workdir = logstreams.attempt_dir(self.jobs_root, job_id, attempt)
+        if not workdir.exists():
+            return True
+        return (workdir / HELD_FILE).exists() and not (workdir / STARTED_FILE).exists()
 
     # -- wait ----------------------------------------------------------------------------------------------
 
@@ -287,6 +317,10 @@ class LocalExecutor:
         self._finish(watch)
 
     def _finish(self, watch: _Watch) -> None:
+        gate = self._gates.pop(watch.pid, None)
+        if gate is not None:  # ended while held (terminated): nothing to release any more
+            with contextlib.suppress(OSError):
+                gate.close()
         status = self._reap_if_child(watch.pid, watch.start_time)
         # Like a container whose PID 1 exited: nothing of the job outlives its main process.
         self._kill_leftovers(watch.pgid, watch.start_time)

@@ -6,8 +6,8 @@ otherwise sleeps until the next timer (an attempt timeout, a job-state time limi
   2. for each queue, highest priority first, RUNNABLE jobs in FIFO order: a cancelled job at the head fails,
      a job that fits a compute environment (tried in ascending order) is claimed (STARTING) and launched,
      and the first job that does not fit blocks its queue (it is the head the seed speaks of).
-Attempts are supervised by one asyncio task each: start -> RUNNING -> wait -> finished -> retry or done; the
-RUNNING and finished writes of one event-loop turn are settled together in one transaction (settle.py).
+Attempts are supervised by one asyncio task each: start (held) -> RUNNING committed -> released -> wait ->
+finished -> retry or done; the finished writes of one event-loop turn are settled together (settle.py).
 A pass does only what its wake-up calls for: see docs/scheduling.md ("Three kinds of pass").
 """
 
@@ -21,7 +21,7 @@ from collections import Counter
 from typing import Any
 
 from batchd.domain import jobs as J
-from batchd.domain.logstreams import attempt_dir, stream_name
+from batchd.domain.logstreams import stream_name
 from batchd.executors.base import AttemptExit, LaunchSpec
 from batchd.scheduler import arrays, lifecycle, settle
 from batchd.scheduler.capacity import Ledger, accepts_jobs, capacity_of
@@ -63,6 +63,7 @@ class Scheduler:
         self._handles: dict[str, dict[str, Any]] = {}
         self._terminating: set[str] = set()
         self._timeouts: list[tuple[int, str, int]] = []  # (deadline ms, job id, attempt)
+        self._terminate_after_release: set[str] = set()
         self._settling: list[Ended] = []  # attempt ends of this loop turn, written together
         self._next_limit_check: int | None = None
         self._blocked: set[str] = set()  # queues whose head waits for capacity (as of the last pass)
@@ -388,16 +389,26 @@ class Scheduler:
             job_id=job_id, attempt=attempt, command=list(command),
             environment=J.job_environment(self.base_env, row, queue_name, ce_name, attempt),
             log_stream=stream, vcpus=row["vcpus"], memory_mib=row["memory"], gpus=row["gpus"],
-            extra={"image": container.get("image")},
+            extra={"image": container.get("image")}, held=True,
         )
         try:
             handle = await self.executor.start(spec)
         except Exception as exc:
             self._finish_attempt(job_id, attempt, AttemptExit(None, f"CannotStartContainerError: {exc}"[:255]))
             return None
-        # Written at once, not with the batch: until the handle is recorded, a crash leaves a job whose process
-        # may or may not have run (failed without retry on restart), so that window stays as short as can be.
-        self._settle_batch([Started(job_id, attempt, handle, stream)])
+        # The attempt is held until its handle is committed: a crash before that leaves a command that certainly
+        # never ran, which the restart simply starts again (docs/durability.md).
+        try:
+            recorded = job_id in self._settle_batch([Started(job_id, attempt, handle, stream)])
+        except BaseException:
+            self.executor.release(handle, run=False)
+            raise
+        self.executor.release(handle, run=recorded)
+        if not recorded:
+            return None  # the job moved on meanwhile (e.g. another server reconciled it): it never runs here
+        if job_id in self._terminate_after_release:
+            self._terminate_after_release.discard(job_id)
+            self._terminate_process(job_id, handle)
         return handle
 
     def _finish_attempt(self, job_id: str, attempt: int, result: AttemptExit, retry: bool = True) -> None:
@@ -430,11 +441,13 @@ class Scheduler:
                 except Exception:
                     log.exception("settling the attempt of job %s failed", item.job_id)
 
-    def _settle_batch(self, items: list[Started | Ended]) -> None:
+    def _settle_batch(self, items: list[Started | Ended]) -> set[str]:
         """Write these attempt starts and ends in one transaction: one locked read of their jobs, one update
-        per kind of change, one insert of their events, one look for what their ends release."""
+        per kind of change, one insert of their events, one look for what their ends release. Returns the ids
+        of the jobs whose start was recorded."""
         now = J.now_ms()
         to_terminate: list[tuple[str, dict[str, Any]]] = []
+        recorded: set[str] = set()
         with self.db.tx() as conn:
             rows = store.get_many_for_update(conn, [i.job_id for i in items])
             later = Counter(i.job_id for i in items)  # items of each job still to come in this batch
@@ -448,6 +461,8 @@ class Scheduler:
                 changes = self._settle_changes(row, item, now, to_terminate)
                 if isinstance(item, Ended):
                     ended_rows.append(row)
+                else:
+                    recorded.add(item.job_id)
                 if later[item.job_id]:
                     # Start and end of one attempt in the same batch (the process ended within one loop turn
                     # of its start): write the start now, so that the end is computed from it.
@@ -462,13 +477,14 @@ class Scheduler:
         for item in items:
             if isinstance(item, Ended):
                 self._terminating.discard(item.job_id)
-        for job_id, handle in to_terminate:
-            self._terminate_process(job_id, handle)
+        # A job terminated while STARTING: stopped once released (a held wrapper would just exit unreleased).
+        self._terminate_after_release.update(job_id for job_id, _ in to_terminate)
         if expand:
             self._wake_full()
         elif self._timeouts or any(isinstance(i, Ended) for i in items):
             # Capacity freed, retries and released dependents are RUNNABLE: placing them is all there is to do.
             self._wake_dispatch()
+        return recorded
 
     def _settle_changes(self, row: dict[str, Any], item: Started | Ended, now: int,
                         to_terminate: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -547,10 +563,10 @@ class Scheduler:
                 self._start_claimed(row, _name_of(row["queue_arn"]))
 
     def _start_claimed(self, row: dict[str, Any], queue_name: str) -> None:
-        """A STARTING job with no process recorded. No attempt directory: the process was never spawned, so
-        start it now. Otherwise this server may have spawned it just before it stopped: fail the attempt
-        without retry, so that nothing can ever run twice."""
-        if attempt_dir(self.service.data_dir / "jobs", row["id"], row["attempt"]).exists():
+        """A STARTING job with no process recorded. If its command certainly never ran (never spawned, or still
+        held when this server stopped), start it now. Otherwise (an attempt from before held starts) it may
+        have run: fail the attempt without retry, so that nothing can ever run twice."""
+        if not self.executor.never_ran(row["id"], row["attempt"]):
             reason = "batchd stopped while starting the job; whether its process ran is unknown"
             self._finish_attempt(row["id"], row["attempt"], AttemptExit(None, reason), retry=False)
             return

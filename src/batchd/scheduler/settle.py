@@ -1,7 +1,8 @@
 """What an attempt's start and end change on its job: pure functions of the job row (no I/O).
 
-The scheduler applies them in batches (one transaction for every attempt that started or ended since the last
-settle), so a burst of short jobs costs one commit rather than one per job.
+The scheduler writes ends in batches (one transaction for every attempt that ended in the same event-loop
+turn), so a burst of short jobs costs one commit rather than one per job; a start is written at once, before
+its held process is released.
 """
 
 from __future__ import annotations
