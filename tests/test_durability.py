@@ -35,6 +35,9 @@ def test_kill_9_loses_nothing_and_runs_nothing_twice(tmp_path):
     assert result["duplicated"] == 0, result
     assert result["ran_twice"] == 0, result
     assert result["not_finished"] == 0, result
+    # Held starts: a kill between spawning an attempt and recording it leaves a command that never ran, which
+    # the restart starts again, so no job is left failed as "whether its process ran is unknown".
+    assert result["failed_unknown_whether_ran"] == 0, result
 
 
 def test_second_server_on_same_data_dir_is_refused(make_server):

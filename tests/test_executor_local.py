@@ -367,3 +367,18 @@ def test_held_attempt_of_a_dead_batchd_never_runs(tmp_path: Path) -> None:
     assert not running(pid)
     assert not marker.exists()
     assert LocalExecutor(jobs_root).never_ran(job_id, 1)
+
+
+def test_never_ran_reads_the_attempt_directory(ex: LocalExecutor) -> None:
+    """Which leftovers of a crash prove that the command never ran (see LocalExecutor.start's order)."""
+    job_id = str(uuid.uuid4())
+    workdir = logstreams.attempt_dir(ex.jobs_root, job_id, 1)
+    assert ex.never_ran(job_id, 1)  # nothing was even created
+    workdir.mkdir(parents=True)
+    assert ex.never_ran(job_id, 1)  # stopped right after creating the directory
+    (workdir / "output.log").touch()
+    assert not ex.never_ran(job_id, 1)  # a spawn from before held starts: it may have run
+    (workdir / "held").touch()
+    assert ex.never_ran(job_id, 1)  # held, never released
+    (workdir / "started").touch()
+    assert not ex.never_ran(job_id, 1)  # released: the command started

@@ -187,10 +187,12 @@ class LocalExecutor:
             gate.close()
 
     def never_ran(self, job_id: str, attempt: int) -> bool:
+        # start() creates, in this order: the directory, `held`, `output.log`, then spawns; the wrapper creates
+        # `started` after its release. Without `held`, an `output.log` means a spawn from before held starts.
         workdir = logstreams.attempt_dir(self.jobs_root, job_id, attempt)
-        if not workdir.exists():
-            return True
-        return (workdir / HELD_FILE).exists() and not (workdir / STARTED_FILE).exists()
+        if not workdir.exists() or (workdir / STARTED_FILE).exists():
+            return not workdir.exists()
+        return (workdir / HELD_FILE).exists() or not (workdir / "output.log").exists()
 
     # -- wait ----------------------------------------------------------------------------------------------
 
