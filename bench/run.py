@@ -231,9 +231,19 @@ def bench_cpu(srv: Server, results: dict, n: int) -> None:
     per_round = max(50, n // CPU_ROUNDS)
     cancel_ids = [c.call("SubmitJob", {"jobName": "c", "jobQueue": queue, "jobDefinition": jd})["jobId"]
                   for _ in range(per_round * CPU_ROUNDS)]
+    # DescribeJobs of jobs not described lately: cycling through more jobs than the server's record cache holds
+    # (20,000), every call reads its 100 records from the store. The plain figure is the polling case: the same
+    # 100 jobs again and again (served from the cache on SQLite).
+    _, _, cold_ids = submit_parallel(srv, queue, jd, 25_000, 4)
+
+    def describe_cold(i: int) -> None:
+        start = (i * 100) % (len(cold_ids) - 100)
+        c.call("DescribeJobs", {"jobs": cold_ids[start:start + 100]})
+
     kinds = {
         "cpu_ms_submit": lambda i: c.call("SubmitJob", {"jobName": "cpu", "jobQueue": queue, "jobDefinition": jd}),
         "cpu_ms_describe_100": lambda i: c.call("DescribeJobs", {"jobs": ids}),
+        "cpu_ms_describe_100_uncached": describe_cold,
         "cpu_ms_list_jobs": lambda i: c.call("ListJobs", {"jobQueue": queue, "jobStatus": "RUNNABLE", "maxResults": 100}),
         "cpu_ms_cancel": lambda i: c.call("CancelJob", {"jobId": cancel_ids[i], "reason": "bench"}),
     }
@@ -309,7 +319,8 @@ TARGETS = [
     ("submit_latency_p99_ms", "SubmitJob latency p99 (ms)", ""),
     ("cpu_ms_null_endpoint", "server CPU / null request (ms)", "floor (~0.18)"),
     ("cpu_ms_submit", "server CPU / SubmitJob (ms)", "<= 0.3"),
-    ("cpu_ms_describe_100", "server CPU / DescribeJobs(100) (ms)", "<= 1"),
+    ("cpu_ms_describe_100", "server CPU / DescribeJobs(100), polling (ms)", "<= 1"),
+    ("cpu_ms_describe_100_uncached", "server CPU / DescribeJobs(100), uncached (ms)", "(<= 1)"),
     ("cpu_ms_list_jobs", "server CPU / ListJobs(100) (ms)", ""),
     ("cpu_ms_cancel", "server CPU / CancelJob (ms)", ""),
     ("submit_to_running_p50_ms", "idle SubmitJob -> RUNNING p50 (ms)", "<= 20"),

@@ -118,3 +118,54 @@ def test_unfinished_array_parent_and_other_accounts(database):
         store.insert_jobs(tx, [parent, other])
     [found] = store.describe_many(database.conn, ACCOUNT, REGION, [parent["id"], other["id"], "missing"])
     assert isinstance(found, dict) and found["id"] == parent["id"]  # rendered at read time (statusSummary)
+
+
+def test_cached_records_never_outlive_a_write(database):
+    """With SQLite, DescribeJobs' records are cached in the server; every write path forgets the jobs it
+    touches. Read first (filling the cache), write, read again: always what the row says now."""
+    parent = _job(status=J.PENDING, array_size=2, runnable_at=None)
+    kids = [_job(id=f"{parent['id']}:{i}", parent_id=parent["id"], array_index=i, array_size=2) for i in range(2)]
+    plain, other = _job(), _job()
+    with database.tx() as tx:
+        store.insert_jobs(tx, [parent, *kids, plain, other])
+
+    def check(job_id: str) -> dict:
+        described = _described(database, job_id)
+        assert described == _fresh(database, job_id)
+        return described
+
+    for job in (*kids, plain, other):
+        check(job["id"])  # cached now (SQLite)
+    with database.tx() as tx:
+        row = store.get_for_update(tx, plain["id"])
+        store.save(tx, row, {"status_reason": "saved"}, 2000)
+    assert check(plain["id"])["statusReason"] == "saved"
+    with database.tx() as tx:
+        rows = store.get_many_for_update(tx, [plain["id"], other["id"]])
+        store.save_many(tx, [(rows[plain["id"]], {"status": J.STARTING}), (rows[other["id"]], {"status": J.STARTING})],
+                        2100)
+    assert check(plain["id"])["status"] == check(other["id"])["status"] == J.STARTING
+    with database.tx() as tx:
+        store.mark_children_cancelled(tx, parent["id"], "stop")
+    assert all(check(k["id"])["isCancelled"] for k in kids)
+    with database.tx() as tx:
+        store.fail_cancelled_runnable(tx, [k["id"] for k in kids], 3000)
+    assert all(check(k["id"])["status"] == J.FAILED for k in kids)
+    with database.tx() as tx:
+        resources.set_tags(tx, J.job_arn(QUEUE, plain["id"]), {"c": "3"})
+    assert check(plain["id"])["tags"] == {"c": "3"}
+
+
+def test_a_read_inside_a_write_transaction_does_not_fill_the_cache(database):
+    row = _job()
+    with database.tx() as tx:
+        store.insert_jobs(tx, [row])
+    try:
+        with database.tx() as tx:
+            current = store.get_for_update(tx, row["id"])
+            store.save(tx, current, {"status_reason": "never committed"}, 2000)
+            store.describe_many(tx, ACCOUNT, REGION, [row["id"]])  # sees the uncommitted change
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    assert "statusReason" not in _described(database, row["id"])

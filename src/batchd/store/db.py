@@ -91,8 +91,14 @@ class Database:
         if self.conn.in_transaction():
             # Reads outside tx() autobegin a transaction; end it so this one starts fresh.
             self.conn.commit()
-        with self.conn.begin():
-            yield self.conn
+        # Marks the transaction as a writer's: reads inside it see its own uncommitted rows, so they must not
+        # fill the record cache (store/jobs.py).
+        self.conn.info["batchd_writing"] = True
+        try:
+            with self.conn.begin():
+                yield self.conn
+        finally:
+            self.conn.info["batchd_writing"] = False
 
     def migrate(self) -> None:
         try:

@@ -7,6 +7,7 @@ transaction, so the activity log and the job can never disagree.
 from __future__ import annotations
 
 import base64
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -87,6 +88,36 @@ def rendered(row: dict[str, Any]) -> str:
     return orjson.dumps(render_detail(row)).decode()
 
 
+# --- the record cache (SQLite only) --------------------------------------------------------------------------
+# DescribeJobs is mostly polling: the same jobs, again and again, while they change rarely. With SQLite every
+# write goes through this one process (the data dir is locked), so a cache of stored records that every write
+# path empties for the jobs it touches is exact. With PostgreSQL other servers write too: no cache.
+
+RECORD_CACHE_SIZE = 20_000
+
+
+def _record_cache(conn: Connection) -> OrderedDict[str, tuple[str, str, bytes]] | None:
+    if conn.dialect.name != "sqlite":
+        return None
+    cache = conn.info.get("batchd_records")
+    if cache is None:
+        cache = conn.info["batchd_records"] = OrderedDict()
+    return cache
+
+
+def forget_records(conn: Connection, ids: Iterable[str] | None = None) -> None:
+    """Drop these jobs' cached records (all of them when `ids` is None): called by every write of job rows,
+    before it commits, so a later read can never see the record from before the write."""
+    cache = _record_cache(conn)
+    if cache is None:
+        return
+    if ids is None:
+        cache.clear()
+    else:
+        for job_id in ids:
+            cache.pop(job_id, None)
+
+
 def describe_many(
     conn: Connection, account: str, region: str, ids: Sequence[str]
 ) -> list[bytes | str | dict[str, Any]]:
@@ -97,20 +128,37 @@ def describe_many(
     ids = list(dict.fromkeys(ids))
     if not ids:
         return []
-    sql = _sql(conn, ("describe_many", len(ids)),
-               "SELECT id, account, region, " + ("CAST(detail AS BLOB)" if conn.dialect.name == "sqlite" else "detail")
-               + ", array_size IS NOT NULL AND parent_id IS NULL AND status NOT IN ('SUCCEEDED', 'FAILED') "
-               f"FROM jobs WHERE id IN ({', '.join('?' * len(ids))})")
+    cache = _record_cache(conn)
     found: dict[str, bytes | str | dict[str, Any]] = {}
-    for job_id, acct, reg, detail, live_parent in _run(conn, sql, tuple(ids)).fetchall():
-        if acct != account or reg != region:
-            continue
-        if detail is None or live_parent:
-            row = get(conn, job_id)
-            if row is not None:
-                found[job_id] = row
-        else:
-            found[job_id] = detail
+    missing = ids
+    if cache is not None:
+        missing = []
+        for job_id in ids:
+            hit = cache.get(job_id)
+            if hit is None:
+                missing.append(job_id)
+            elif hit[0] == account and hit[1] == region:
+                found[job_id] = hit[2]
+    if missing:
+        sql = _sql(conn, ("describe_many", len(missing)),
+                   "SELECT id, account, region, " + ("CAST(detail AS BLOB)" if cache is not None else "detail")
+                   + ", array_size IS NOT NULL AND parent_id IS NULL AND status NOT IN ('SUCCEEDED', 'FAILED') "
+                   f"FROM jobs WHERE id IN ({', '.join('?' * len(missing))})")
+        # Only a read outside a write transaction sees committed rows only: only such a read may fill the cache.
+        fill = cache is not None and not conn.info.get("batchd_writing")
+        for job_id, acct, reg, detail, live_parent in _run(conn, sql, tuple(missing)).fetchall():
+            if detail is None or live_parent:
+                if acct == account and reg == region and (row := get(conn, job_id)) is not None:
+                    found[job_id] = row
+                continue
+            if fill:
+                if len(cache) >= RECORD_CACHE_SIZE:
+                    # The oldest entry. (OrderedDict: a plain dict's first key is found by skipping the slots of
+                    # every key deleted before it, which makes this eviction slower and slower.)
+                    cache.popitem(last=False)
+                cache[job_id] = (acct, reg, detail)
+            if acct == account and reg == region:
+                found[job_id] = detail
     return [found[i] for i in ids if i in found]
 
 
@@ -211,6 +259,7 @@ def save(conn: Connection, row: dict[str, Any], changes: dict[str, Any], at: int
     cols = tuple(changes)
     sql = _sql(conn, ("save", cols),
                f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)}, detail = ? WHERE id = ?")
+    forget_records(conn, (row["id"],))
     _run(conn, sql, (*(_encode(c, changes[c]) for c in cols), detail, row["id"]))
     if event and changes.get("status", old_status) != old_status:
         _record(conn, [(row, detail)], at)
@@ -248,6 +297,7 @@ def fail_cancelled_runnable(conn: Connection, ids: Sequence[str], now: int) -> l
     details = [rendered(r) for r in rows]
     sql = _sql(conn, ("fail_cancelled",),
                "UPDATE jobs SET status = 'FAILED', stopped_at = ?, status_reason = ?, detail = ? WHERE id = ?")
+    forget_records(conn, [r["id"] for r in rows])
     _run(conn, sql, [(now, r["status_reason"], d, r["id"]) for r, d in zip(rows, details, strict=True)], many=True)
     _record(conn, zip(rows, details, strict=True), now)
     return rows
@@ -289,6 +339,7 @@ def children_to_fail_on_cancel(conn: Connection, parent_id: str) -> list[dict[st
 
 def mark_children_cancelled(conn: Connection, parent_id: str, reason: str) -> int:
     """CancelJob on an array parent: mark its waiting (PENDING, RUNNABLE) children; they fail by their rules."""
+    forget_records(conn)  # which children change is known only to the statement: forget every cached record
     result = conn.execute(
         update(jobs)
         .where(jobs.c.parent_id == parent_id, jobs.c.status.in_(["PENDING", "RUNNABLE"]),
@@ -446,6 +497,7 @@ def save_many(conn: Connection, saves: Sequence[tuple[dict[str, Any], dict[str, 
         groups.setdefault(cols, []).append((*(_encode(c, changes[c]) for c in cols), detail, row["id"]))
         if row["status"] != old_status:
             events_.append((row, detail))
+    forget_records(conn, [row["id"] for row, _ in saves])
     for cols, params in groups.items():
         sql = _sql(conn, ("save", cols),
                    f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)}, detail = ? WHERE id = ?")

@@ -333,6 +333,9 @@ def set_tags(conn: Connection, arn: str, tags: dict[str, str]) -> bool:
     else:
         parsed = parse_arn(arn)
         assert parsed is not None
+        from batchd.store.jobs import forget_records
+
+        forget_records(conn, (parsed.resource,))
         conn.execute(
             update(jobs)
             .where(
