@@ -220,14 +220,6 @@ def insert_deps(conn: Connection, rows: list[dict[str, Any]]) -> None:
 _INSERT_EVENT = "INSERT INTO events (account, region, job_id, time, detail) VALUES (?, ?, ?, ?, ?)"
 
 
-def record_event(conn: Connection, row: dict[str, Any], at: int) -> None:
-    record_events(conn, [row], at)
-
-
-def record_events(conn: Connection, rows: Iterable[dict[str, Any]], at: int) -> None:
-    _record(conn, ((r, rendered(r)) for r in rows), at)
-
-
 def waiting_array_parents(conn: Connection) -> list[dict[str, Any]]:
     """Array parents that may still need children: PENDING with nothing to wait for and not cancelled. Served
     by the partial index `ix_jobs_pending_parents` (the constants are written out so that SQLite can match the
@@ -311,14 +303,6 @@ def waits_on_missing_children(conn: Connection, parent_id: str) -> list[str]:
                job_deps.c.depends_on.notin_(select(jobs.c.id).where(jobs.c.parent_id == parent_id)))
     ).all()
     return [r.depends_on for r in rows]
-
-
-def dependencies(conn: Connection, job_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        select(jobs.c.id, jobs.c.status).join(job_deps, job_deps.c.depends_on == jobs.c.id)
-        .where(job_deps.c.job_id == job_id)
-    ).all()
-    return [_row(r) for r in rows]
 
 
 def children(conn: Connection, parent_id: str) -> list[dict[str, Any]]:
