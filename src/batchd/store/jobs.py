@@ -240,21 +240,7 @@ def _record(conn: Connection, rows: Iterable[tuple[dict[str, Any], str]], at: in
 
 def save(conn: Connection, row: dict[str, Any], changes: dict[str, Any], at: int, event: bool = True) -> dict:
     """Apply column changes to a job (in the caller's transaction); log an event when the status changed."""
-    if "spec" not in row:
-        raise ValueError(f"save() needs the full row of job {row.get('id')}, not a light one (its record is rewritten)")
-    old_status = row["status"]
-    row.update(changes)
-    if not changes:
-        return row
-    # The stored DescribeJobs record is rewritten with every change, in the same statement.
-    detail = rendered(row)
-    cols = tuple(changes)
-    sql = _sql(conn, ("save", cols),
-               f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)}, detail = ? WHERE id = ?")
-    forget_records(conn, (row["id"],))
-    _run(conn, sql, (*(_encode(c, changes[c]) for c in cols), detail, row["id"]))
-    if event and changes.get("status", old_status) != old_status:
-        _record(conn, [(row, detail)], at)
+    save_many(conn, [(row, changes)], at, events=event)
     return row
 
 
@@ -282,16 +268,8 @@ def fail_cancelled_runnable(conn: Connection, ids: Sequence[str], now: int) -> l
     them as they are now (their events are recorded)."""
     cond = and_(jobs.c.id.in_(list(ids)), jobs.c.status == "RUNNABLE", jobs.c.is_cancelled.is_(True))
     rows = [_row(r) for r in conn.execute(select(jobs).where(cond).order_by(jobs.c.seq).with_for_update()).all()]
-    if not rows:
-        return []
-    for r in rows:
-        r.update(status="FAILED", stopped_at=now, status_reason=r["cancel_reason"] or r["status_reason"] or "Cancelled")
-    details = [rendered(r) for r in rows]
-    sql = _sql(conn, ("fail_cancelled",),
-               "UPDATE jobs SET status = 'FAILED', stopped_at = ?, status_reason = ?, detail = ? WHERE id = ?")
-    forget_records(conn, [r["id"] for r in rows])
-    _run(conn, sql, [(now, r["status_reason"], d, r["id"]) for r, d in zip(rows, details, strict=True)], many=True)
-    _record(conn, zip(rows, details, strict=True), now)
+    save_many(conn, [(r, {"status": "FAILED", "stopped_at": now,
+                          "status_reason": r["cancel_reason"] or r["status_reason"] or "Cancelled"}) for r in rows], now)
     return rows
 
 
@@ -465,13 +443,17 @@ def get_many_for_update(conn: Connection, ids: Sequence[str]) -> dict[str, dict[
     return found
 
 
-def save_many(conn: Connection, saves: Sequence[tuple[dict[str, Any], dict[str, Any]]], at: int) -> None:
-    """`save` for several jobs: one statement per set of changed columns, one for all their events."""
+def save_many(
+    conn: Connection, saves: Sequence[tuple[dict[str, Any], dict[str, Any]]], at: int, events: bool = True
+) -> None:
+    """Apply column changes to several jobs (in the caller's transaction): one statement per set of changed
+    columns, one for the events of those whose status changed. Each job's stored DescribeJobs record is
+    rewritten in the same statement, so rows must be full ones (not the scheduler's light head rows)."""
     groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     events_: list[tuple[dict[str, Any], str]] = []
     for row, changes in saves:
         if "spec" not in row:
-            raise ValueError(f"save_many() needs the full row of job {row.get('id')}")
+            raise ValueError(f"saving job {row.get('id')} needs its full row, not a light one (its record is rewritten)")
         if not changes:
             continue
         old_status = row["status"]
@@ -479,7 +461,7 @@ def save_many(conn: Connection, saves: Sequence[tuple[dict[str, Any], dict[str, 
         detail = rendered(row)
         cols = tuple(changes)
         groups.setdefault(cols, []).append((*(_encode(c, changes[c]) for c in cols), detail, row["id"]))
-        if row["status"] != old_status:
+        if events and row["status"] != old_status:
             events_.append((row, detail))
     forget_records(conn, [row["id"] for row, _ in saves])
     for cols, params in groups.items():
