@@ -29,6 +29,14 @@ def _touch_jd(batch, marker: Path, then: str = "true") -> str:
     return register(batch, ["sh", "-c", f"touch {marker}; {then}"])
 
 
+def _marking_array(batch, queue: str, tmp_path: Path, size: int, then: str = "true", **kw) -> tuple[str, Path]:
+    """An array whose child i touches `kids/i` when it runs; returns the parent id and the `kids` directory."""
+    marks = tmp_path / "kids"
+    marks.mkdir()
+    jd = _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX", then)
+    return submit(batch, queue, jd, arrayProperties={"size": size}, **kw), marks
+
+
 def _many(batch, ids: list[str]) -> dict[str, dict]:
     return {j["jobId"]: j for j in batch.describe_jobs(jobs=ids)["jobs"]}
 
@@ -283,11 +291,7 @@ def test_r4_cancel_pending_array_parent_children_behind_the_head(batch, tmp_path
     queue, _, blocker = _blocked_queue(batch, blocker_seconds=2.5)
     head_mark = _marker(tmp_path, "head")
     head = submit(batch, queue, _touch_jd(batch, head_mark, "sleep 0.3"))
-    marks = tmp_path / "kids"
-    marks.mkdir()
-    parent = submit(
-        batch, queue, _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX"), arrayProperties={"size": 5}
-    )
+    parent, marks = _marking_array(batch, queue, tmp_path, 5)
     wait_for(
         lambda: (describe(batch, parent)["arrayProperties"].get("statusSummary") or {}).get("RUNNABLE") == 5,
         timeout=5,
@@ -323,14 +327,7 @@ def test_r4_cancel_pending_array_parent_children_behind_the_head(batch, tmp_path
 def test_r4_running_child_keeps_running_and_the_parent_waits(batch, tmp_path):
     ce = make_ce(batch, vcpus=1)
     queue = make_queue(batch, [ce])
-    marks = tmp_path / "kids"
-    marks.mkdir()
-    parent = submit(
-        batch,
-        queue,
-        _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX", "sleep 2"),
-        arrayProperties={"size": 3},
-    )
+    parent, marks = _marking_array(batch, queue, tmp_path, 3, "sleep 2")
     _wait_kid(batch, f"{parent}:0", "RUNNING")
     batch.cancel_job(jobId=parent, reason="R4: running child")
     # Children 1 and 2 are cancelled at the head (the CE is full); child 0 runs on (R5); the parent waits.
@@ -360,15 +357,7 @@ def test_r4_running_child_keeps_running_and_the_parent_waits(batch, tmp_path):
 def test_r4_sequential_array_pending_children_wait_for_the_running_one(batch, tmp_path):
     ce = make_ce(batch, vcpus=2)
     queue = make_queue(batch, [ce])
-    marks = tmp_path / "kids"
-    marks.mkdir()
-    parent = submit(
-        batch,
-        queue,
-        _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX", "sleep 1.5"),
-        arrayProperties={"size": 3},
-        dependsOn=[{"type": "SEQUENTIAL"}],
-    )
+    parent, marks = _marking_array(batch, queue, tmp_path, 3, "sleep 1.5", dependsOn=[{"type": "SEQUENTIAL"}])
     kids = [f"{parent}:{i}" for i in range(3)]
     _wait_kid(batch, kids[0], "RUNNING")
     batch.cancel_job(jobId=parent, reason="R4: sequential")
@@ -392,15 +381,7 @@ def test_r4_array_parent_waiting_on_a_dependency_never_gets_children(batch, tmp_
     ce = make_ce(batch, vcpus=2)
     queue = make_queue(batch, [ce])
     dep = submit(batch, queue, register(batch, ["sleep", "1"]))
-    marks = tmp_path / "kids"
-    marks.mkdir()
-    parent = submit(
-        batch,
-        queue,
-        _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX"),
-        arrayProperties={"size": 4},
-        dependsOn=[{"jobId": dep}],
-    )
+    parent, marks = _marking_array(batch, queue, tmp_path, 4, dependsOn=[{"jobId": dep}])
     batch.cancel_job(jobId=parent, reason="R4: before any child")
     p = describe(batch, parent)
     assert p["status"] == "PENDING" and p["isCancelled"] is True
@@ -443,14 +424,7 @@ def test_r5_cancel_of_a_running_job_changes_nothing_terminate_stops_it(batch, tm
 def test_terminate_array_parent_cancels_waiting_children_and_stops_running_ones(batch, tmp_path):
     ce = make_ce(batch, vcpus=1)
     queue = make_queue(batch, [ce])
-    marks = tmp_path / "kids"
-    marks.mkdir()
-    parent = submit(
-        batch,
-        queue,
-        _touch_jd(batch, marks / "$AWS_BATCH_JOB_ARRAY_INDEX", "sleep 30"),
-        arrayProperties={"size": 3},
-    )
+    parent, marks = _marking_array(batch, queue, tmp_path, 3, "sleep 30")
     _wait_kid(batch, f"{parent}:0", "RUNNING")
     t0 = time.monotonic()
     batch.terminate_job(jobId=parent, reason="stop the array")

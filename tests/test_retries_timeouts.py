@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -158,15 +159,16 @@ def test_terminated_job_is_not_retried(batch):
     assert len(describe(batch, job_id)["attempts"]) == 1
 
 
+def _counted_failure(batch, queue: str, tmp_path: Path, seconds: float, attempts: int) -> tuple[str, Path]:
+    """A job that appends to `runs` at each attempt, runs `seconds`, exits 1; retried up to `attempts`."""
+    counter = tmp_path / "runs"
+    cmd = ["sh", "-c", f"echo run >> {counter}; sleep {seconds}; exit 1"]
+    return submit(batch, queue, register(batch, cmd), retryStrategy={"attempts": attempts}), counter
+
+
 def test_cancelled_between_attempts_is_not_retried(batch, tmp_path):
     queue, ce = _queue(batch, vcpus=1)
-    counter = tmp_path / "runs"
-    job_id = submit(
-        batch,
-        queue,
-        register(batch, ["sh", "-c", f"echo run >> {counter}; sleep 0.8; exit 1"]),
-        retryStrategy={"attempts": 3},
-    )
+    job_id, counter = _counted_failure(batch, queue, tmp_path, seconds=0.8, attempts=3)
     wait_status(batch, job_id, "RUNNING", timeout=5)
     # With the compute environment disabled, the failed attempt's retry waits in RUNNABLE, at the head.
     batch.update_compute_environment(computeEnvironment=ce, state="DISABLED")
@@ -185,13 +187,7 @@ def test_cancelled_between_attempts_is_not_retried(batch, tmp_path):
 def test_cancel_while_running_does_not_stop_the_retries(batch, tmp_path):
     """R5: CancelJob on a RUNNING job changes nothing, so a failing attempt is retried as usual."""
     queue, _ = _queue(batch)
-    counter = tmp_path / "runs"
-    job_id = submit(
-        batch,
-        queue,
-        register(batch, ["sh", "-c", f"echo run >> {counter}; sleep 0.5; exit 1"]),
-        retryStrategy={"attempts": 2},
-    )
+    job_id, _ = _counted_failure(batch, queue, tmp_path, seconds=0.5, attempts=2)
     wait_status(batch, job_id, "RUNNING", timeout=5)
     batch.cancel_job(jobId=job_id, reason="too late")
     job = _finished(batch, job_id)
