@@ -316,12 +316,6 @@ CASES = [
         {"jobs": ["j"] * 51, "reason": "r"},
         ("at 'jobs'", "less than or equal to 50"),
     ),
-    Case(
-        "terminate-jobs-empty",
-        "/v1/terminatejobs",
-        {"jobs": [], "reason": "r"},
-        ("at 'jobs'", "greater than or equal to 1"),
-    ),
     Case("describe-jobs-101", "/v1/describejobs", {"jobs": ["j"] * 101}, ("[...101 items] at 'jobs'", "100")),
     Case("describe-queues-max-0", "/v1/describejobqueues", {"maxResults": 0}, ("Value 0 at 'maxResults'",)),
     Case(

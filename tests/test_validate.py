@@ -183,7 +183,6 @@ def test_evaluate_on_exit_action_is_case_insensitive() -> None:
 def test_model_lengths_for_tags() -> None:
     arn = {"resourceArn": ARN_Q}
     ok("TagResource", {**arn, "tags": {"k": "v", "e": ""}})
-    bad("TagResource", {**arn, "tags": {}}, "at 'tags'", "length greater than or equal to 1")
     many = {f"k{i}": "v" for i in range(51)}
     bad("TagResource", {**arn, "tags": many}, "Value {...51 entries} at 'tags'", "less than or equal to 50")
     bad(
@@ -541,7 +540,7 @@ def test_reason_length(op: str) -> None:
 def test_bulk_limits(op: str) -> None:
     ok(op, {"jobs": ["j"] * 50, "reason": "r"})
     bad(op, {"jobs": ["j"] * 51, "reason": "r"}, "at 'jobs'", "less than or equal to 50")
-    bad(op, {"jobs": [], "reason": "r"}, "at 'jobs'", "greater than or equal to 1")
+    ok(op, {"jobs": [], "reason": "r"})
     bad(op, {"jobs": ["j"], "reason": ""}, "at 'reason'", "not be empty")
     bad(op, {"jobs": ["j"], "reason": "r" * 1025}, "at 'reason'")
 
@@ -767,3 +766,102 @@ def test_typical_submit_job_validates_in_microseconds() -> None:
     )
     per_call_us = min(runs) / 2000 * 1e6
     assert per_call_us < 50, f"SubmitJob validation took {per_call_us:.1f} µs"
+
+
+# ---------------------------------------------------------------------------------------------- empty maps and lists
+# Where the model's `min` on a map or list is not what AWS enforces (docs/api-validation.md, "Minimum counts").
+
+# A minimal valid request for every operation with a tag map, keyed by (operation, member path).
+_EMPTY_MAP_CASES: dict[tuple[str, str], dict[str, Any]] = {
+    ("SubmitJob", "tags"): job(tags={}),
+    ("RegisterJobDefinition", "tags"): {**JOBDEF, "tags": {}},
+    ("CreateJobQueue", "tags"): {**QUEUE, "tags": {}},
+    ("CreateSchedulingPolicy", "tags"): {"name": "sp", "tags": {}},
+    ("CreateComputeEnvironment", "tags"): {"computeEnvironmentName": "ce", "type": "UNMANAGED", "tags": {}},
+    ("CreateComputeEnvironment", "computeResources.capacityTags"): {
+        "computeEnvironmentName": "ce",
+        "type": "MANAGED",
+        "computeResources": {"type": "EC2", "maxvCpus": 4, "capacityTags": {}},
+    },
+    ("UpdateComputeEnvironment", "computeResources.capacityTags"): {
+        "computeEnvironment": "ce",
+        "computeResources": {"capacityTags": {}},
+    },
+    ("CreateConsumableResource", "tags"): {"consumableResourceName": "cr", "tags": {}},
+    ("CreateServiceEnvironment", "tags"): {
+        "serviceEnvironmentName": "se",
+        "serviceEnvironmentType": "SAGEMAKER_TRAINING",
+        "capacityLimits": [],
+        "tags": {},
+    },
+    ("CreateQuotaShare", "tags"): {
+        "quotaShareName": "qs",
+        "jobQueue": "q",
+        "capacityLimits": [{"maxCapacity": 1, "capacityUnit": "ml.m5.large"}],
+        "resourceSharingConfiguration": {"strategy": "RESERVE"},
+        "preemptionConfiguration": {"inSharePreemption": "ENABLED"},
+        "tags": {},
+    },
+    ("SubmitServiceJob", "tags"): {
+        "jobName": "sj",
+        "jobQueue": "q",
+        "serviceRequestPayload": "{}",
+        "serviceJobType": "SAGEMAKER_TRAINING",
+        "tags": {},
+    },
+    # TagResource with no tags passes validation; the handler refuses it (tests/test_tags.py).
+    ("TagResource", "tags"): {"resourceArn": ARN_Q, "tags": {}},
+}
+
+
+def _input_maps_with_a_model_minimum() -> set[tuple[str, str]]:
+    """Every (operation, member path) in the Batch model's inputs that reaches a map with a `min` > 0."""
+    service = model.service_model()
+    found: set[tuple[str, str]] = set()
+
+    def walk(op: str, shape: Any, path: str, seen: frozenset[str]) -> None:
+        if shape.type_name == "structure" and shape.name not in seen:
+            for name, member in shape.members.items():
+                walk(op, member, f"{path}.{name}" if path else name, seen | {shape.name})
+        elif shape.type_name == "list":
+            walk(op, shape.member, path + "[]", seen)
+        elif shape.type_name == "map":
+            if shape.metadata.get("min"):
+                found.add((op, path))
+            walk(op, shape.value, path + "{}", seen)
+
+    for op in service.operation_names:
+        shape = service.operation_model(op).input_shape
+        if shape is not None:
+            walk(op, shape, "", frozenset())
+    return found
+
+
+def test_every_map_with_a_model_minimum_has_an_empty_map_case() -> None:
+    # A new botocore that adds a map with a minimum must get a case here (and a line in the docs).
+    assert _input_maps_with_a_model_minimum() == set(_EMPTY_MAP_CASES)
+
+
+@pytest.mark.parametrize(("op", "path"), sorted(_EMPTY_MAP_CASES))
+def test_empty_maps_are_accepted(op: str, path: str) -> None:
+    # Airflow's BatchOperator sends "tags": {} with every SubmitJob and AWS accepts it.
+    ok(op, _EMPTY_MAP_CASES[(op, path)])
+
+
+def test_maps_keep_their_maximum_and_key_rules() -> None:
+    bad("SubmitJob", job(tags={f"k{i}": "v" for i in range(51)}), "at 'tags'", "less than or equal to 50")
+    bad("SubmitJob", job(tags={"": "v"}), "Map keys must have length greater than or equal to 1")
+    capacity = {"computeEnvironment": "ce", "computeResources": {"capacityTags": {"": "v"}}}
+    bad("UpdateComputeEnvironment", capacity, "at 'computeResources.capacityTags'", "Map keys")
+
+
+@pytest.mark.parametrize("op", ["CancelJobs", "TerminateJobs", "TerminateServiceJobs"])
+def test_bulk_job_lists_may_be_empty(op: str) -> None:
+    ok(op, {"jobs": [], "reason": "r"})
+    bad(op, {"jobs": ["j"] * 51, "reason": "r"}, "at 'jobs'", "less than or equal to 50")
+
+
+def test_list_minimums_that_aws_clients_enforce_stay() -> None:
+    # botocore refuses tagKeys=[] before sending, and on the wire an empty list is no tagKeys at all.
+    bad("UntagResource", {"resourceArn": ARN_Q, "tagKeys": []}, "at 'tagKeys'", "greater than or equal to 1")
+    bad("UntagResource", {"resourceArn": ARN_Q, "tagKeys": [""]}, "at 'tagKeys[0]'", "greater than or equal to 1")

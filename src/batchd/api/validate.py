@@ -150,7 +150,7 @@ _REASON = Limit(min_len=1, max_len=1024, source="model doc")
 _PRIORITY_9999 = Limit(min_value=0, max_value=9999, source="model doc")
 _PAGE_100 = Limit(min_value=1, max_value=100, source="model doc")
 _LIST_100 = Limit(max_len=100, source="model doc")
-_BULK_50 = Limit(min_len=1, max_len=50, source="model doc")
+_BULK_50 = Limit(max_len=50, source="model doc (up to 50; no minimum)")
 _ENV_NAME = Limit(
     forbid_prefix="AWS_BATCH", source="model doc: Environment variables cannot start with AWS_BATCH"
 )
@@ -772,8 +772,12 @@ class _Codegen:
 
 
 def _length_bounds(shape: Shape, limits: list[Limit]) -> tuple[int | None, int | None]:
-    """Model min/max combined with the table's, keeping the stricter of each."""
-    lo = shape.metadata.get("min")
+    """Model min/max combined with the table's, keeping the stricter of each.
+
+    A map's model `min` is not applied: AWS accepts `"tags": {}` (TagrisTagsMap, min 1), which Airflow's
+    BatchOperator sends with every job; docs/api-validation.md, "Minimum counts", has the evidence.
+    """
+    lo = None if shape.type_name == "map" else shape.metadata.get("min")
     hi = shape.metadata.get("max")
     for limit in limits:
         if limit.min_len is not None:
