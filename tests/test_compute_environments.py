@@ -67,7 +67,9 @@ def test_create_managed_echoes_everything(batch, unique):
     doc = wait_status(batch, arn, "VALID")
     assert doc["statusReason"] == "ComputeEnvironment Healthy"
     assert doc["state"] == "ENABLED" and doc["type"] == "MANAGED"
-    assert doc["computeResources"] == {**EC2, "desiredvCpus": 0}
+    # AWS fills in the current size and the default AMI family (docs/resources.md).
+    ec2_configuration = [{"imageType": "ECS_AL2023"}]
+    assert doc["computeResources"] == {**EC2, "desiredvCpus": 0, "ec2Configuration": ec2_configuration}
     assert doc["tags"] == {"team": "a"}
     assert doc["serviceRole"] == "arn:aws:iam::123456789012:role/MyBatch"
     assert doc["containerOrchestrationType"] == "ECS"
@@ -331,7 +333,7 @@ def test_aws_cli(server, unique):
         "--type",
         "MANAGED",
         "--compute-resources",
-        "type=EC2,maxvCpus=4,minvCpus=0",
+        "type=EC2,maxvCpus=4,minvCpus=0,subnets=subnet-1,instanceRole=ecsInstanceRole",
         "--tags",
         "k=v",
     )

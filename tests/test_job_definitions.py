@@ -41,7 +41,7 @@ def test_register_echoes_everything(batch, unique):
         parameters={"msg": "hi"},
         retryStrategy={
             "attempts": 3,
-            "evaluateOnExit": [{"onExitCode": "1*", "action": "retry"}, {"onReason": "*", "action": "EXIT"}],
+            "evaluateOnExit": [{"onExitCode": "1*", "action": "retry"}, {"onReason": "*", "action": "exit"}],
         },
         timeout={"attemptDurationSeconds": 120},
         propagateTags=True,
@@ -82,7 +82,8 @@ def test_minimal_defaults_and_legacy_fields(batch, unique):
     register(batch, name, containerProperties={"image": "busybox", "vcpus": 2, "memory": 256})
     (doc,) = describe(batch, jobDefinitionName=name)
     assert doc["containerProperties"]["vcpus"] == 2 and doc["containerProperties"]["memory"] == 256
-    assert doc["parameters"] == {} and doc["tags"] == {} and doc["platformCapabilities"] == ["EC2"]
+    assert doc["parameters"] == {} and doc["tags"] == {} and "platformCapabilities" not in doc
+    assert doc["containerProperties"]["command"] == []
     assert "retryStrategy" not in doc and "timeout" not in doc
 
 
@@ -337,7 +338,10 @@ def test_ecs_and_eks_properties(batch, unique):
     eks = {"podProperties": {"containers": [{"name": "c", "image": "busybox", "command": ["true"]}]}}
     register(batch, eks_name, containerProperties=None, eksProperties=eks)
     (doc,) = describe(batch, jobDefinitions=[f"{eks_name}:1"])
-    assert doc["eksProperties"] == eks and doc["containerOrchestrationType"] == "EKS"
+    # With the lists AWS always returns (tests/test_describe_fidelity.py has each of them).
+    assert doc["eksProperties"]["podProperties"]["containers"][0]["command"] == ["true"]
+    assert doc["eksProperties"]["podProperties"]["containers"][0]["args"] == []
+    assert doc["containerOrchestrationType"] == "EKS"
     with pytest.raises(batch.exceptions.ClientException) as exc:
         register(batch, ecs_name, ecsProperties=ecs)  # with containerProperties too
     assert "exactly one" in client_error(exc)

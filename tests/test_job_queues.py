@@ -21,8 +21,10 @@ def make_ce(batch, unique, cr_type: str = "EC2", orchestration: str = "ECS") -> 
     args = {
         "computeEnvironmentName": name,
         "type": "MANAGED",
-        "computeResources": {"type": cr_type, "maxvCpus": 4},
+        "computeResources": {"type": cr_type, "maxvCpus": 4, "subnets": ["subnet-1"]},
     }
+    if cr_type in ("EC2", "SPOT"):
+        args["computeResources"]["instanceRole"] = "ecsInstanceRole"  # AWS requires it for EC2 instances
     if orchestration == "EKS":
         args["eksConfiguration"] = {
             "eksClusterArn": "arn:aws:eks:us-east-1:123456789012:cluster/c",

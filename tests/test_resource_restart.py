@@ -56,6 +56,7 @@ def test_everything_survives_restart(make_server):
             "bidPercentage": 50,
             "subnets": ["s"],
             "instanceTypes": ["m5"],
+            "instanceRole": "ecsInstanceRole",
         },
     )
     batch.create_compute_environment(

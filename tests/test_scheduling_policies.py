@@ -63,8 +63,7 @@ def test_defaults_and_duplicates(batch, unique):
     assert describe(batch, arn) == {
         "name": name,
         "arn": arn,
-        "tags": {},
-        "fairsharePolicy": {"shareDecaySeconds": 0, "computeReservation": 0, "shareDistribution": []},
+        "tags": {},  # and no invented fairsharePolicy (tests/test_describe_fidelity.py)
     }
     with pytest.raises(batch.exceptions.ClientException) as exc:
         batch.create_scheduling_policy(name=name)

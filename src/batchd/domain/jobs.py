@@ -147,8 +147,9 @@ def render_detail(row: dict[str, Any]) -> dict[str, Any]:
         "parameters": spec.get("parameters", {}),
         "tags": spec.get("tags", {}),
         "propagateTags": spec.get("propagateTags", False),
-        "platformCapabilities": spec.get("platformCapabilities", []),
     }
+    # Only when the definition gave them, as AWS shows them (no invented EC2 default).
+    _put(out, "platformCapabilities", spec.get("platformCapabilities") or None)
     _put(out, "statusReason", row.get("status_reason"))
     _put(out, "startedAt", row.get("started_at"))
     _put(out, "stoppedAt", row.get("stopped_at"))
@@ -156,7 +157,12 @@ def render_detail(row: dict[str, Any]) -> dict[str, Any]:
     _put(out, "timeout", spec.get("timeout"))
     _put(out, "shareIdentifier", row.get("share_id"))
     _put(out, "schedulingPriority", spec.get("schedulingPriority"))
-    if spec.get("container") is not None:
+    if spec.get("eksProperties") is not None:
+        # An EKS job shows its pod and eksAttempts; spec.container is only what the executor runs.
+        out["eksProperties"] = _eks_detail(spec["eksProperties"], runtime)
+        out["eksAttempts"] = _eks_attempts(spec["eksProperties"], runtime)
+        out["attempts"] = []
+    elif spec.get("container") is not None:
         out["container"] = {**spec["container"], **(runtime.get("container") or {})}
     if row.get("is_cancelled"):
         out["isCancelled"] = True
@@ -169,6 +175,34 @@ def render_detail(row: dict[str, Any]) -> dict[str, Any]:
         _put(props, "statusSummary", runtime.get("statusSummary"))
         _put(props, "statusSummaryLastUpdatedAt", runtime.get("statusSummaryLastUpdatedAt"))
         out["arrayProperties"] = props
+    return out
+
+
+def _eks_detail(eks: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
+    """EksPropertiesDetail: the job's pod, its (one) container with the last attempt's exit code and reason."""
+    pod = dict(eks["podProperties"])
+    ended = runtime.get("container") or {}
+    containers = [dict(c) for c in pod.get("containers") or []]
+    if containers:
+        for key in ("exitCode", "reason"):
+            _put(containers[0], key, ended.get(key))
+    pod["containers"] = containers
+    return {"podProperties": pod}
+
+
+def _eks_attempts(eks: dict[str, Any], runtime: dict[str, Any]) -> list[dict[str, Any]]:
+    """EksAttemptDetail of each ended attempt, from the attempt records the scheduler keeps."""
+    name = ((eks["podProperties"].get("containers") or [{}])[0]).get("name")
+    out = []
+    for attempt in runtime.get("attempts", []):
+        ended = attempt.get("container") or {}
+        container: dict[str, Any] = {}
+        for key, value in (("name", name), ("exitCode", ended.get("exitCode")), ("reason", ended.get("reason"))):
+            _put(container, key, value)
+        record: dict[str, Any] = {"containers": [container]}
+        for key in ("startedAt", "stoppedAt", "statusReason"):
+            _put(record, key, attempt.get(key))
+        out.append(record)
     return out
 
 

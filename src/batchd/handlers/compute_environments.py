@@ -51,6 +51,9 @@ FAMILY = {
     "ECS_MANAGED_INSTANCES": "ECS_MANAGED_INSTANCES",
 }
 DEFAULT_UPDATE_POLICY = {"terminateJobsOnUpdate": False, "jobExecutionTimeoutMinutes": 30}
+# The AMI family AWS reports for an EC2/SPOT environment created without ec2Configuration (the model's
+# ComputeResource.ec2Configuration documentation, botocore 1.44).
+DEFAULT_IMAGE_TYPE = {"ECS": "ECS_AL2023", "EKS": "EKS_AL2023"}
 
 
 def family_of(ce: dict) -> str:
@@ -68,6 +71,19 @@ def _check_vcpu_bounds(cr: dict) -> None:
             raise ClientException(f"computeResources.desiredvCpus ({want}) must not be below minvCpus ({lo})")
         if hi is not None and want > hi:
             raise ClientException(f"computeResources.desiredvCpus ({want}) must not exceed maxvCpus ({hi})")
+
+
+def _check_launch_settings(cr: dict) -> None:
+    """What AWS requires to launch instances, though batchd launches none (ComputeResource's documentation)."""
+    cr_type = cr["type"]
+    if cr_type in ("EC2", "SPOT", "FARGATE", "FARGATE_SPOT") and not cr.get("subnets"):
+        raise ClientException(f"computeResources.subnets is required for {cr_type} compute resources")
+    role = cr.get("instanceRole")
+    if cr_type in ("EC2", "SPOT") and (not isinstance(role, str) or not role):
+        raise ClientException(
+            f"computeResources.instanceRole is required for {cr_type} compute resources: the instance profile "
+            "of the instances (for example ecsInstanceRole)"
+        )
 
 
 def _check_compute_resources(cr: dict, *, creating: bool) -> None:
@@ -117,7 +133,10 @@ async def create_compute_environment(ctx: RequestContext, params: dict[str, Any]
             # AWS reports the floor and the current size of EC2/SPOT environments; both start at minvCpus.
             cr.setdefault("minvCpus", 0)
             cr.setdefault("desiredvCpus", cr["minvCpus"])
+            if not cr.get("ec2Configuration"):
+                cr["ec2Configuration"] = [{"imageType": DEFAULT_IMAGE_TYPE["EKS" if eks is not None else "ECS"]}]
         _check_vcpu_bounds(cr)
+        _check_launch_settings(cr)
     else:
         if cr is not None:
             raise ClientException("computeResources must not be given for an UNMANAGED compute environment")

@@ -14,6 +14,8 @@ from typing import Any
 from batchd.api.errors import ClientException
 from batchd.api.registry import RequestContext, operation
 from batchd.domain.arns import make_arn
+from batchd.domain.eks import resource_requirements as eks_resource_requirements
+from batchd.domain.jobs import JobSpecError
 from batchd.handlers.resources_common import (
     check_describe_refs,
     check_name,
@@ -35,8 +37,13 @@ PLATFORMS = ("EC2", "FARGATE", "MANAGED_INSTANCES")
 RESOURCE_TYPES = ("GPU", "VCPU", "MEMORY")
 FARGATE_VCPUS = (0.25, 0.5, 1, 2, 4, 8, 16, 32)
 RESERVED_ENV_PREFIX = "AWS_BATCH"
-# ContainerProperties lists AWS always returns, empty when not given.
-CONTAINER_LISTS = ("volumes", "environment", "mountPoints", "ulimits", "resourceRequirements", "secrets")
+# ContainerProperties lists AWS always returns, empty when not given (Terraform's provider suppresses exactly
+# these `[]`-versus-absent diffs: internal/service/batch/container_properties.go).
+CONTAINER_LISTS = ("command", "volumes", "environment", "mountPoints", "ulimits", "resourceRequirements", "secrets")
+# The same for an EKS container and its pod (the provider's eks_properties.go and its node-range tests).
+EKS_CONTAINER_LISTS = ("command", "args", "env", "volumeMounts")
+EKS_POD_LISTS = ("initContainers", "imagePullSecrets", "volumes")
+FARGATE_DEFAULT_PLATFORM = {"platformVersion": "LATEST"}
 _TARGET_NODES_RE = re.compile(r"^(\d*)(?::(\d*))?$")
 
 
@@ -56,6 +63,11 @@ def _check_env(envs: object, where: str) -> None:
                 f"{where}: environment variable {env['name']} is not allowed: names cannot start with "
                 f'"{RESERVED_ENV_PREFIX}" (reserved for the variables Batch sets)'
             )
+
+
+def _without_empty_values(envs: object) -> list:
+    """AWS accepts environment entries with an empty or no value but ignores them: Describe leaves them out."""
+    return [e for e in envs if isinstance(e, dict) and e.get("value")] if isinstance(envs, list) else []
 
 
 def _number(value: object) -> float | None:
@@ -130,10 +142,14 @@ def _check_container(cp: object, where: str, *, fargate: bool) -> dict:
     out = dict(cp)
     for key in CONTAINER_LISTS:
         out.setdefault(key, [])
+    out["environment"] = _without_empty_values(out["environment"])
+    if fargate:
+        out.setdefault("fargatePlatformConfiguration", dict(FARGATE_DEFAULT_PLATFORM))
     return out
 
 
-def _check_ecs_properties(ecs: object, where: str, *, fargate: bool) -> None:
+def _check_ecs_properties(ecs: object, where: str, *, fargate: bool) -> dict:
+    """EcsProperties: one task of containers, each with an image; returns a copy without empty env values."""
     if (
         not isinstance(ecs, dict)
         or not isinstance(ecs.get("taskProperties"), list)
@@ -158,9 +174,18 @@ def _check_ecs_properties(ecs: object, where: str, *, fargate: bool) -> None:
             _check_resource_requirements(
                 container.get("resourceRequirements"), f"{cw}.resourceRequirements", fargate=fargate
             )
+    tasks = [
+        {**task, "containers": [
+            {**c, "environment": _without_empty_values(c["environment"])} if "environment" in c else dict(c)
+            for c in task["containers"]
+        ]}
+        for task in ecs["taskProperties"]
+    ]
+    return {**ecs, "taskProperties": tasks}
 
 
-def _check_eks_properties(eks: object, where: str) -> None:
+def _check_eks_properties(eks: object, where: str) -> dict:
+    """EksProperties: containers with an image; returns a copy with the lists AWS always returns."""
     pod = eks.get("podProperties") if isinstance(eks, dict) else None
     containers = pod.get("containers") if isinstance(pod, dict) else None
     if not isinstance(containers, list) or not containers:
@@ -174,6 +199,25 @@ def _check_eks_properties(eks: object, where: str) -> None:
         ):
             raise ClientException(f"{cw}.image is required")
         _check_env(container.get("env"), f"{cw}.env")
+        try:
+            eks_resource_requirements(container, cw)
+        except JobSpecError as exc:
+            raise ClientException(str(exc)) from None
+    assert isinstance(eks, dict) and isinstance(pod, dict)
+
+    def normalised(container: dict) -> dict:
+        out = dict(container)
+        for key in EKS_CONTAINER_LISTS:
+            out.setdefault(key, [])
+        out["env"] = _without_empty_values(out["env"])
+        return out
+
+    out_pod = {**pod, "containers": [normalised(c) for c in containers]}
+    if isinstance(pod.get("initContainers"), list):
+        out_pod["initContainers"] = [normalised(c) if isinstance(c, dict) else c for c in pod["initContainers"]]
+    for key in EKS_POD_LISTS:
+        out_pod.setdefault(key, [])
+    return {**eks, "podProperties": out_pod}
 
 
 def _node_range(target: object, num_nodes: int, where: str) -> tuple[int, int]:
@@ -207,13 +251,14 @@ def _check_node_properties(np_: object) -> dict:
         if not isinstance(rng, dict):
             raise ClientException(f"{where} must be an object")
         spans.append(_node_range(rng.get("targetNodes"), num, where))
-        rng = dict(rng)
+        rng = {**rng, "instanceTypes": rng.get("instanceTypes") or []}
         if rng.get("container") is not None:
             rng["container"] = _check_container(rng["container"], f"{where}.container", fargate=False)
         elif rng.get("ecsProperties") is not None:
-            _check_ecs_properties(rng["ecsProperties"], f"{where}.ecsProperties", fargate=False)
+            rng["ecsProperties"] = _check_ecs_properties(rng["ecsProperties"], f"{where}.ecsProperties",
+                                                         fargate=False)
         elif rng.get("eksProperties") is not None:
-            _check_eks_properties(rng["eksProperties"], f"{where}.eksProperties")
+            rng["eksProperties"] = _check_eks_properties(rng["eksProperties"], f"{where}.eksProperties")
         else:
             raise ClientException(f"{where} needs a container (or ecsProperties/eksProperties)")
         out_ranges.append(rng)
@@ -259,6 +304,8 @@ def _check_retry_strategy(rs: object) -> dict:
                     raise ClientException(
                         "retryStrategy.evaluateOnExit.onExitCode may only contain digits and a final '*'"
                     )
+        # The action is case-insensitive; AWS stores and returns it lower-cased.
+        return {**rs, "evaluateOnExit": [{**rule, "action": rule["action"].lower()} for rule in rules]}
     return dict(rs)
 
 
@@ -319,13 +366,11 @@ async def register_job_definition(ctx: RequestContext, params: dict[str, Any]) -
         if key == "containerProperties":
             body[key] = _check_container(params[key], key, fargate=fargate)
         elif key == "ecsProperties":
-            _check_ecs_properties(params[key], key, fargate=fargate)
-            body[key] = params[key]
+            body[key] = _check_ecs_properties(params[key], key, fargate=fargate)
         else:
             if platforms:
                 raise ClientException("platformCapabilities doesn't apply to an eksProperties job definition")
-            _check_eks_properties(params[key], key)
-            body[key] = params[key]
+            body[key] = _check_eks_properties(params[key], key)
     else:
         if bodies != ["nodeProperties"]:
             raise ClientException(
@@ -360,9 +405,9 @@ async def register_job_definition(ctx: RequestContext, params: dict[str, Any]) -
         doc["tags"] = tags
         if propagate is not None:
             doc["propagateTags"] = propagate
-        if not eks:
-            # AWS reports the default platform, EC2, when none was given.
-            doc["platformCapabilities"] = list(platforms) if platforms else ["EC2"]
+        if platforms:
+            # Only when given: AWS does not report its default (EC2) for a definition registered without it.
+            doc["platformCapabilities"] = list(platforms)
         for key in ("ecsProperties", "eksProperties"):
             if key in body:
                 doc[key] = body[key]

@@ -9,6 +9,7 @@ import orjson
 
 from batchd.api.errors import ClientException
 from batchd.api.registry import RequestContext, operation
+from batchd.domain import eks as E
 from batchd.domain import jobs as J
 from batchd.domain.arns import parse_arn
 from batchd.store import jobs as store
@@ -62,7 +63,11 @@ async def submit_job(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
                               "shareIdentifier must not be given.")
 
     parameters = {**(jd.get("parameters") or {}), **(p.get("parameters") or {})}
-    container = J.build_container(jd, p.get("containerOverrides"), parameters)
+    try:  # an eksProperties definition: the pod is the job's, and batchd runs its container (domain/eks.py)
+        eks = E.job_pod(jd, p, parameters)
+        container = E.launch_container(eks) if eks else J.build_container(jd, p.get("containerOverrides"), parameters)
+    except J.JobSpecError as exc:
+        raise ClientException(str(exc)) from None
     try:
         vcpus, memory, gpus = J.requirements(container)
     except J.JobSpecError as exc:
@@ -82,6 +87,8 @@ async def submit_job(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         "propagateTags": p.get("propagateTags", jd.get("propagateTags", False)),
         "platformCapabilities": jd.get("platformCapabilities") or [],
     }
+    if eks:
+        spec["eksProperties"] = eks
     for key in ("retryStrategy", "timeout"):
         value = p.get(key) or jd.get(key)
         if value:

@@ -110,9 +110,10 @@ async def create_scheduling_policy(ctx: RequestContext, params: dict[str, Any]) 
     doc: dict[str, Any] = {"name": name, "arn": arn}
     if quota is not None:
         doc["quotaSharePolicy"] = _check_quota_share(quota)
-    else:
-        # Without either, the policy is a fair-share policy with the documented defaults.
-        doc["fairsharePolicy"] = _check_fairshare(fairshare or {})
+    elif fairshare is not None:
+        doc["fairsharePolicy"] = _check_fairshare(fairshare)
+    # With neither, nothing is invented: Describe returns no fairsharePolicy (Terraform's fair_share_policy is
+    # optional and not computed, so an invented one would be a perpetual diff); an update may add one.
     doc["tags"] = tags
     with ctx.service.db.tx() as conn:
         if store.find_resource(conn, KIND, ctx.account, ctx.region, name) is not None:
@@ -152,7 +153,7 @@ async def update_scheduling_policy(ctx: RequestContext, params: dict[str, Any]) 
         if doc is None:
             raise not_found(KIND, arn)
         if fairshare is not None:
-            if "fairsharePolicy" not in doc:
+            if "quotaSharePolicy" in doc:
                 raise ClientException(
                     "The type of a scheduling policy can't change: this one is a quota-share policy"
                 )
