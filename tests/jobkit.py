@@ -1,10 +1,36 @@
-"""Helpers for job tests: a compute environment + queue + definition in one call, and waiting on states."""
+"""Helpers for job tests: a compute environment + queue + definition in one call, waiting on states, gates."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
+
+# Every wait here detects a hang; it never measures. A timeout a test passes is raised to at least this, so a
+# figure written for a quiet machine cannot fail a loaded one (waiting costs nothing when the event comes).
+WAIT_SECONDS = float(os.environ.get("BATCHD_TEST_WAIT_SECONDS", "60"))
+
+
+class Gate:
+    """A file that jobs wait for: a job running `gate.command()` holds until the test calls `open()`.
+
+    This replaces `sleep N` blockers, which a loaded machine may let finish before the test has looked at what
+    must happen while they run. Opened at the end of the test by the `gates` fixture, whatever happened."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / f"gate-{uuid.uuid4().hex[:8]}"
+
+    def shell(self) -> str:
+        """A shell fragment that returns once the gate is open."""
+        return f"while [ ! -e {self.path} ]; do sleep 0.05; done"
+
+    def command(self, then: str = "true") -> list[str]:
+        return ["sh", "-c", f"{self.shell()}; {then}"]
+
+    def open(self) -> None:
+        self.path.touch()
 
 
 def name(prefix: str = "t") -> str:
@@ -33,8 +59,8 @@ def make_queue(batch: Any, ce_arns: list[str], priority: int = 1, **extra: Any) 
     return arn
 
 
-def wait_valid(batch: Any, kind: str, arn: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
+def wait_valid(batch: Any, kind: str, arn: str, timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + max(timeout, WAIT_SECONDS)
     while time.monotonic() < deadline:
         if kind == "ce":
             docs = batch.describe_compute_environments(computeEnvironments=[arn])["computeEnvironments"]
@@ -67,9 +93,11 @@ def describe(batch: Any, job_id: str) -> dict[str, Any]:
     return jobs[0]
 
 
-def wait_status(batch: Any, job_id: str, statuses: str | tuple[str, ...], timeout: float = 30) -> dict[str, Any]:
+def wait_status(batch: Any, job_id: str, statuses: str | tuple[str, ...],
+                timeout: float = WAIT_SECONDS) -> dict[str, Any]:
+    """Poll DescribeJobs until the job is in one of `statuses` (timeout: see WAIT_SECONDS)."""
     wanted = (statuses,) if isinstance(statuses, str) else statuses
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + max(timeout, WAIT_SECONDS)
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
         job = describe(batch, job_id)
@@ -88,3 +116,10 @@ def log_lines(server: Any, job: dict[str, Any]) -> list[str]:
     events = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=job["container"]["logStreamName"],
                                  startFromHead=True)["events"]
     return [e["message"] for e in events]
+
+
+def scheduler_passed(batch: Any, queue: str) -> dict[str, Any]:
+    """Submit a trivial job to `queue` and wait until it SUCCEEDED: proof that the scheduler has dispatched
+    everything ahead of it in the queue since this call (FIFO), used instead of sleeping to show that something
+    did not happen. The queue must be able to run it."""
+    return wait_status(batch, submit(batch, queue, register(batch, ["true"])), "SUCCEEDED")

@@ -57,7 +57,7 @@ def sample(shape: Shape, name: str, full: bool, depth: int = 0) -> object:
 def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(Path(tmp_path_factory.mktemp("allops")) / "data").start()
     yield srv
-    srv.stop()
+    srv.reap()
 
 
 def call(srv: Server, op: str, params: dict) -> None:
