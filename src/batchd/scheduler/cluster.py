@@ -150,9 +150,16 @@ class Cluster:
             conn.exec_driver_sql("SELECT pg_notify(%(c)s, %(p)s)", {"c": CHANNEL, "p": f"{kind}:{target}"})
 
     def publish_now(self, kind: str, target: str = "") -> None:
-        if self.shared:
+        """Tell the other servers now, in a transaction of its own. Called after a request's commit, so it must
+        never raise: a failure here would turn a committed write into a 500 (and a retried SubmitJob into a
+        second job). A lost wake-up costs only latency: every server runs a pass on the heartbeat tick."""
+        if not self.shared:
+            return
+        try:
             with self.db.tx() as c:
                 self.publish(c, kind, target)
+        except Exception as exc:  # noqa: BLE001 - see above; the tick covers the missed wake-up
+            log.warning("could not wake the other servers (%s: %s); they catch up on the next tick", kind, exc)
 
     async def _listen_loop(self) -> None:
         import psycopg

@@ -131,7 +131,7 @@ class Scheduler:
         """A wake-up from another server (or the heartbeat tick, or our election as the scheduler)."""
         if kind in ("jobs", "tick", "leader"):
             self._usage_stale = True  # another server may have finished jobs (freed capacity) or died
-        if kind in ("resources", "leader"):
+        if kind in ("resources", "leader", "tick"):  # the tick: a lost "resources" wake-up costs ≤ one tick
             self._resources = None
             resources.invalidate_cache()
         if kind in ("claim", "terminate") and target != self.server_id:
