@@ -154,10 +154,17 @@ def test_eks_override_errors_are_client_errors(batch, unique):
         (jd, {"containerOverrides": {"command": ["x"]}}, "eksPropertiesOverride"),
         (plain, {"eksPropertiesOverride": {"podProperties": {"containers": [{"args": ["x"]}]}}}, "eksProperties"),
     ]
+    two = batch.register_job_definition(jobDefinitionName=unique("jd"), type="container", eksProperties={
+        "podProperties": {"containers": [{"name": n, "image": "busybox", "command": ["true"]} for n in "ab"]}})
+    cases.append((two["jobDefinitionArn"], {}, "one container per job"))
     for definition, extra, words in cases:
         with pytest.raises(batch.exceptions.ClientException) as exc:
             batch.submit_job(jobName="bad", jobQueue=queue, jobDefinition=definition, **extra)
         assert words in client_error(exc)
+    with pytest.raises(batch.exceptions.ClientException) as exc:
+        batch.register_job_definition(jobDefinitionName=unique("jd"), type="container", eksProperties={
+            "podProperties": {"containers": [{"image": "busybox", "resources": {"limits": {"cpu": "lots"}}}]}})
+    assert "cpu" in client_error(exc)
 
 
 def test_job_detail_platform_capabilities_follow_the_definition(batch, unique):
