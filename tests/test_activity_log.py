@@ -180,6 +180,8 @@ def test_events_survive_a_restart(make_server):
 
 def test_events_need_a_signature_when_credentials_are_configured(make_server):
     config = """
+allow_shared_host_accounts = true
+
 [[credentials]]
 access_key_id = "AKIDONE"
 secret_access_key = "secret-one"

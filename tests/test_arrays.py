@@ -257,16 +257,15 @@ def test_cancelling_a_pending_array_of_10000(make_server):
     t0 = time.monotonic()
     parent = submit(batch, queue, jd, arrayProperties={"size": 10000})
     submit_s = time.monotonic() - t0
-    # R1 for an array: a second array waits (PENDING, no children yet) while the first one's children are
+    # R1 for an array: a second array waits (SUBMITTED, no children yet) while the first one's children are
     # created; cancelled then, it fails at once and never gets children.
     second = submit(batch, queue, jd, arrayProperties={"size": 3})
-    job = wait_status(batch, second, ("PENDING", "FAILED", "SUCCEEDED"), timeout=5)
-    if sum(job["arrayProperties"].get("statusSummary", {}).values()) == 0:
+    job = describe(batch, second)
+    second_cancelled = job["status"] == "SUBMITTED" and sum(job["arrayProperties"].get("statusSummary", {}).values()) == 0
+    if second_cancelled:
         batch.cancel_job(jobId=second, reason="R1 array")
         job = describe(batch, second)
         assert job["status"] == "FAILED" and job["statusReason"] == "R1 array" and job["isCancelled"] is True
-        time.sleep(0.5)
-        assert _list_all(batch, arrayJobId=second, jobStatus="FAILED") == []
     else:
         print("\n(the second array already had children: the R1 array case was not exercised)")
     wait_for(
@@ -276,6 +275,8 @@ def test_cancelling_a_pending_array_of_10000(make_server):
         message="10,000 RUNNABLE children",
     )
     created_s = time.monotonic() - t0
+    if second_cancelled:  # the scheduler went past it (it creates children oldest array first): none came
+        assert batch.describe_jobs(jobs=[f"{second}:{i}" for i in range(3)])["jobs"] == []
     t1 = time.monotonic()
     batch.cancel_job(jobId=parent, reason="never mind the 10k")
     cancel_call_s = time.monotonic() - t1

@@ -22,6 +22,8 @@ from botocore.exceptions import ClientError
 from conftest import REPO, wait_for
 
 CONFIG = """
+allow_shared_host_accounts = true
+
 [[credentials]]
 access_key_id = "AKIDALPHA"
 secret_access_key = "alpha-secret"

@@ -387,22 +387,29 @@ def test_r4_sequential_array_pending_children_wait_for_the_running_one(batch, tm
     assert sorted(p.name for p in marks.iterdir()) == ["0"]
 
 
-def test_r4_array_parent_waiting_on_a_dependency_never_gets_children(batch, tmp_path, gates):
+def test_r4_array_parent_waiting_on_a_dependency_cancels_each_child(batch, tmp_path, gates):
+    """The children of a parent that waits on a dependency exist already (PENDING, each waiting with it): the
+    cancel marks each (R3), and each fails with the reason once the dependency is done, then the parent."""
     ce = make_ce(batch, vcpus=2)
     queue = make_queue(batch, [ce])
     gate = gates()
     dep = submit(batch, queue, register(batch, gate.command()))
     parent, marks = _marking_array(batch, queue, tmp_path, 4, dependsOn=[{"jobId": dep}])
-    wait_status(batch, parent, "PENDING")  # (SUBMITTED until the scheduler's next pass: R1 would apply)
-    batch.cancel_job(jobId=parent, reason="R4: before any child")
+    wait_status(batch, parent, "PENDING")  # (SUBMITTED until its children exist)
+    batch.cancel_job(jobId=parent, reason="R4: waiting parent")
     p = describe(batch, parent)
     assert p["status"] == "PENDING" and p["isCancelled"] is True
+    kids = [f"{parent}:{i}" for i in range(4)]
+    assert all(k["status"] == "PENDING" and k["isCancelled"] is True for k in _many(batch, kids).values())
     gate.open()
     job = wait_status(batch, parent, ("FAILED", "SUCCEEDED"))
-    assert job["statusReason"] == "R4: before any child"
+    assert job["statusReason"] == "R4: waiting parent"
     assert job["stoppedAt"] >= describe(batch, dep)["stoppedAt"]
-    scheduler_passed(batch, queue)  # the scheduler has gone past the failed parent
-    assert batch.list_jobs(arrayJobId=parent, jobStatus="FAILED")["jobSummaryList"] == []
+    states = _many(batch, kids)
+    for k in kids:
+        assert states[k]["status"] == "FAILED" and states[k]["statusReason"] == "R4: waiting parent"
+        _never_started(states[k])
+        assert states[k]["stoppedAt"] <= job["stoppedAt"]
     assert list(marks.iterdir()) == []
 
 

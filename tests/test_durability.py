@@ -145,7 +145,7 @@ def test_restart_after_a_crash_while_an_attempt_was_held(make_server, tmp_path, 
     wait_status(batch, job_id, "RUNNABLE")
     srv.stop()
     _claim_behind_the_servers_back(srv, job_id, ce)
-    workdir = attempt_dir(srv.data_dir / "jobs", job_id, 1)
+    workdir = attempt_dir(srv.data_dir.with_name(srv.data_dir.name + "-jobs"), "123456789012", job_id, 1)
     workdir.mkdir(parents=True)
     (workdir / "held").touch()  # spawned and held ...
     if command_started:

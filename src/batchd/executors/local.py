@@ -1,8 +1,12 @@
-"""The embedded executor: each attempt is a local process group, its output a file in the attempt directory.
+"""The embedded executor: each attempt is a local process group; its stdout and stderr go to two files.
 
-Layout of one attempt (`logstreams.attempt_dir`): the directory is the job's working directory; `output.log`
-gets stdout and stderr; `exit_code` is written by a tiny `sh` wrapper when the command ends, so the status
-survives a batchd restart (a restarted server is no longer the parent and cannot `waitpid` the job).
+Layout of one attempt: its working directory (`logstreams.attempt_dir`, under the jobs root and its account)
+holds `held`, `started` and `exit_code`; `exit_code` is written by a tiny `sh` wrapper when the command ends, so
+the status survives a batchd restart (a restarted server is no longer the parent and cannot `waitpid` the job).
+Its output (`logstreams.output_dir`, in the server's data dir) holds `stdout.log` and `stderr.log`, which the
+job writes straight to, and their timestamp sidecars, kept by the `OutputWatcher` thread. Every file of the
+working directory is the job's to replace: batchd reads them without following symlinks or waiting on FIFOs
+(`logfiles.read_small_file`) and creates its own there only with O_EXCL | O_NOFOLLOW.
 
 Process model: the wrapper is started with `start_new_session=True`, so it leads a new session and process group
 (pgid == its pid) that every child of the job inherits. TerminateJob signals the whole group. When the wrapper
@@ -19,15 +23,18 @@ import contextlib
 import errno
 import logging
 import os
+import pwd
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batchd.domain import logstreams
 from batchd.executors.base import AttemptExit, ExecutorStartError, LaunchSpec
+from batchd.executors.logwatch import OutputFile, OutputWatcher
+from batchd.store.logfiles import open_regular, read_small_file
 
 log = logging.getLogger("batchd.executor.local")
 
@@ -46,7 +53,7 @@ _POLL_SECONDS = 0.1  # only used where pidfd_open is unavailable (Linux < 5.3)
 # ("Terminated") stays out of the job's log; the command's stderr is the saved fd 3. The subshell `( ... )`
 # keeps the redirection out of the wrapper (dash otherwise prints "Terminated" into the redirected fd 2); dash
 # execs the last command of a subshell directly, so there is no extra process. Exec failures give 127/126 with
-# the shell's message in output.log. The record needs no tmp+rename: it is a single write(2) of a few bytes, and
+# the shell's message in stderr.log. The record needs no tmp+rename: it is a single write(2) of a few bytes, and
 # batchd only reads it after the wrapper has exited (an empty file reads as "not recorded"). `unset PWD`: dash exports PWD, and the job's environment must be exactly
 # the one the scheduler passed.
 #
@@ -103,6 +110,7 @@ class _Watch:
     future: asyncio.Future[int | None]
     loop: asyncio.AbstractEventLoop
     fd: int = -1
+    output: list[OutputFile] = field(default_factory=list)
 
 
 class LocalExecutor:
@@ -117,8 +125,16 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, jobs_root: Path) -> None:
+    def __init__(self, jobs_root: Path, output_root: Path | None = None, run_as_user: str | None = None,
+                 legacy_root: Path | None = None) -> None:
         self.jobs_root = Path(jobs_root).absolute()  # handles must stay valid whatever the cwd
+        root = self.jobs_root
+        self.output_root = Path(output_root).absolute() if output_root else root.with_name(root.name + "-output")
+        self.legacy_root = legacy_root  # the data dir whose `jobs/` held attempts of older versions
+        self.run_as = pwd.getpwnam(run_as_user) if run_as_user else None
+        # With run_as_user the job must be able to walk to its own directory (0711: through, not list).
+        self._dir_mode = 0o711 if self.run_as else 0o700
+        self.output_watcher = OutputWatcher()
         self._watches: dict[int, _Watch] = {}
         # Popen objects of our children, kept referenced so that subprocess's own reaper never sees them.
         self._popens: dict[int, subprocess.Popen[bytes]] = {}
@@ -126,43 +142,72 @@ class LocalExecutor:
 
     # -- start -------------------------------------------------------------------------------------------
 
+    def output_files(self, job_id: str, attempt: int) -> list[OutputFile]:
+        """(output file, sidecar) of the attempt's stdout and stderr."""
+        return [(logstreams.output_path(self.output_root, job_id, attempt, source),
+                 logstreams.index_path(self.output_root, job_id, attempt, source)) for source in logstreams.SOURCES]
+
+    def _prepare(self, spec: LaunchSpec) -> tuple[Path, list[int]]:
+        """The attempt's working directory and its stdout and stderr fds (opened O_APPEND, not inheritable)."""
+        workdir = logstreams.attempt_dir(self.jobs_root, spec.account, spec.job_id, spec.attempt)
+        _make_dirs(workdir.parent, self._dir_mode)
+        _make_dirs(workdir, 0o700)
+        if self.run_as is not None:
+            os.chown(workdir, self.run_as.pw_uid, self.run_as.pw_gid)
+        for leftover in (EXIT_CODE_FILE, STARTED_FILE, HELD_FILE):  # a re-run of the same attempt
+            with contextlib.suppress(FileNotFoundError):
+                (workdir / leftover).unlink()
+        _create_private(workdir / HELD_FILE, b"")
+        _make_dirs(logstreams.output_dir(self.output_root, spec.job_id, spec.attempt), 0o700)
+        fds: list[int] = []
+        try:
+            for path, _ in self.output_files(spec.job_id, spec.attempt):
+                fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+                if fd is None:
+                    raise FileNotFoundError(errno.ENOENT, f"cannot create {path}")
+                fds.append(fd)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return workdir, fds
+
     async def start(self, spec: LaunchSpec) -> dict[str, Any]:
         if not spec.command:
             raise ExecutorStartError("the job has no command to run")
-        workdir = logstreams.attempt_dir(self.jobs_root, spec.job_id, spec.attempt)
         try:
-            workdir.mkdir(parents=True, exist_ok=True)
-            for leftover in (EXIT_CODE_FILE, STARTED_FILE):  # a re-run of the same attempt
-                with contextlib.suppress(FileNotFoundError):
-                    (workdir / leftover).unlink()
-            (workdir / HELD_FILE).touch()
-            out_fd = os.open(
-                workdir / "output.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
-            )
+            workdir, (out_fd, err_fd) = self._prepare(spec)
         except OSError as exc:
-            raise ExecutorStartError(f"cannot prepare {workdir}: {exc}") from exc
+            raise ExecutorStartError(f"cannot prepare the attempt's directories: {exc}") from exc
         script = _WRAPPER.format(unset="" if "PWD" in spec.environment else "unset PWD; ")
+        user = {}
+        if self.run_as is not None:
+            user = {"user": self.run_as.pw_uid, "group": self.run_as.pw_gid, "extra_groups": []}
         try:
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", script, "batchd", *spec.command],
                 stdin=subprocess.PIPE,  # the gate (see _WRAPPER); the command itself gets /dev/null
                 stdout=out_fd,
-                stderr=out_fd,
+                stderr=err_fd,
                 cwd=workdir,
                 env=spec.environment,
                 start_new_session=True,  # own session and process group: killpg reaches the whole job
                 close_fds=True,
+                **user,
             )
         except (OSError, ValueError) as exc:  # ValueError: NUL bytes or '=' in an environment name
             raise ExecutorStartError(f"cannot start /bin/sh for the job: {exc}") from exc
         finally:
             os.close(out_fd)
+            os.close(err_fd)
+        output = self.output_files(spec.job_id, spec.attempt)
+        self.output_watcher.watch(output)
         started_at = int(time.time() * 1000)
         stat = _proc_stat(proc.pid)  # a zombie still has its stat until we reap it, so this cannot miss
         start_time = stat[1] if stat else 0
         self._popens[proc.pid] = proc
         self._gates[proc.pid] = proc.stdin
-        self._watch(proc.pid, start_time, proc.pid)
+        self._watch(proc.pid, start_time, proc.pid, output)
         handle = {
             "executor": self.name,
             "pid": proc.pid,
@@ -170,6 +215,7 @@ class LocalExecutor:
             "startTime": start_time,
             "bootId": _BOOT_ID,
             "dir": str(workdir),
+            "output": str(logstreams.output_dir(self.output_root, spec.job_id, spec.attempt)),
             "startedAt": started_at,
             "image": spec.extra.get("image"),
         }
@@ -186,13 +232,26 @@ class LocalExecutor:
                 gate.write(b"go\n")
             gate.close()
 
-    def never_ran(self, job_id: str, attempt: int) -> bool:
-        # start() creates, in this order: the directory, `held`, `output.log`, then spawns; the wrapper creates
-        # `started` after its release. Without `held`, an `output.log` means a spawn from before held starts.
-        workdir = logstreams.attempt_dir(self.jobs_root, job_id, attempt)
-        if not workdir.exists() or (workdir / STARTED_FILE).exists():
-            return not workdir.exists()
-        return (workdir / HELD_FILE).exists() or not (workdir / "output.log").exists()
+    def never_ran(self, job_id: str, attempt: int, account: str | None = None) -> bool:
+        # start() creates, in this order: the directory, `held`, the output files, then spawns; the wrapper
+        # creates `started` after its release. Without `held`, an `output.log` means a spawn from before held
+        # starts (only attempts of old versions lack `held`).
+        workdir = self._find_attempt_dir(job_id, attempt, account)
+        if workdir is None:
+            return True
+        if os.path.lexists(workdir / STARTED_FILE):
+            return False
+        return os.path.lexists(workdir / HELD_FILE) or not os.path.lexists(workdir / logstreams.LEGACY_OUTPUT)
+
+    def _find_attempt_dir(self, job_id: str, attempt: int, account: str | None) -> Path | None:
+        if account is not None:
+            candidates = [logstreams.attempt_dir(self.jobs_root, account, job_id, attempt)]
+        else:  # job ids are unique across accounts
+            name = logstreams.attempt_dir(self.jobs_root, "_", job_id, attempt).relative_to(self.jobs_root / "_")
+            candidates = list(self.jobs_root.glob(f"*/{name}"))
+        if self.legacy_root is not None:
+            candidates.append(logstreams.legacy_attempt_dir(self.legacy_root, job_id, attempt))
+        return next((c for c in candidates if c.is_dir() and not c.is_symlink()), None)
 
     # -- wait ----------------------------------------------------------------------------------------------
 
@@ -239,7 +298,9 @@ class LocalExecutor:
         if _read_exit_code(workdir) is None:
             with contextlib.suppress(OSError):
                 tmp = workdir / (EXIT_CODE_FILE + ".tmp")
-                tmp.write_text(f"{128 + signal.SIGKILL}\n")
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()  # whatever the job put there: never write through its symlink
+                _create_private(tmp, f"{128 + signal.SIGKILL}\n".encode())
                 tmp.replace(workdir / EXIT_CODE_FILE)
         # Killed grandchildren are reaped by init, not by us: wait until none of them runs any more.
         await _wait_group_gone(pgid, _KILL_WAIT_SECONDS)
@@ -267,15 +328,24 @@ class LocalExecutor:
                 with contextlib.suppress(OSError):
                     os.close(watch.fd)
             del self._watches[pid]
+        output = self._output_of(handle)
         if not self.is_alive(handle):
             watch = _Watch(pid, start_time, pgid, loop.create_future(), loop)
             watch.future.set_result(self._reap_if_child(pid, start_time))
+            self.output_watcher.unwatch(output)  # stamps what it wrote while no server ran
             return watch
-        return self._watch(pid, start_time, pgid)
+        self.output_watcher.watch(output)
+        return self._watch(pid, start_time, pgid, output)
 
-    def _watch(self, pid: int, start_time: int, pgid: int) -> _Watch:
+    def _output_of(self, handle: dict[str, Any]) -> list[OutputFile]:
+        out = handle.get("output")
+        if not isinstance(out, str):
+            return []  # an attempt of an older version: its output.log is stamped when read
+        return [(Path(out) / f"{s}.log", Path(out) / f"{s}.idx") for s in logstreams.SOURCES]
+
+    def _watch(self, pid: int, start_time: int, pgid: int, output: list[OutputFile] | None = None) -> _Watch:
         loop = asyncio.get_running_loop()
-        watch = _Watch(pid, start_time, pgid, loop.create_future(), loop)
+        watch = _Watch(pid, start_time, pgid, loop.create_future(), loop, output=output or [])
         self._prune()
         try:
             watch.fd = os.pidfd_open(pid)
@@ -326,6 +396,7 @@ class LocalExecutor:
         status = self._reap_if_child(watch.pid, watch.start_time)
         # Like a container whose PID 1 exited: nothing of the job outlives its main process.
         self._kill_leftovers(watch.pgid, watch.start_time)
+        self.output_watcher.unwatch(watch.output)
         if not watch.future.done():
             watch.future.set_result(status)
 
@@ -405,7 +476,30 @@ async def _wait_group_gone(pgid: int, timeout: float) -> bool:
 
 
 def _read_exit_code(workdir: Path) -> int | None:
+    # The job may have replaced the file by a FIFO or a symlink: read_small_file neither waits nor follows.
+    data = read_small_file(workdir / EXIT_CODE_FILE, 32)
+    text = data.strip() if data else b""
+    return int(text) if text.isdigit() and len(text) <= 3 else None
+
+
+def _make_dirs(path: Path, mode: int) -> None:
+    """Create `path` and missing parents with `mode` (pathlib gives parents the default mode)."""
     try:
-        return int((workdir / EXIT_CODE_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
+        path.mkdir(mode=mode)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        _make_dirs(path.parent, mode)
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=mode)
+    os.chmod(path, mode)  # the umask may have taken bits away
+
+
+def _create_private(path: Path, data: bytes) -> None:
+    """Create a new file (never an existing one, never through a symlink) holding `data`."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        if data:
+            os.write(fd, data)
+    finally:
+        os.close(fd)

@@ -52,15 +52,20 @@ def cancel(conn: Connection, row: dict[str, Any], reason: str, now: int) -> bool
 
 
 def _cancel_array_parent(conn: Connection, row: dict[str, Any], reason: str, now: int) -> bool:
-    store.save(conn, row, {"is_cancelled": True, "status_reason": reason, "cancel_reason": reason}, now)
     if not row["runtime"].get("childrenCreated"):
-        # No children yet: nothing has run. Waiting on dependencies (R3), it fails once they are done.
-        if row["pending_deps"] == 0:
-            fail(conn, row, reason, now)
+        # No child exists yet, so nothing can have run. SUBMITTED (its children are created before it leaves
+        # SUBMITTED): FAILED now, R1, and it never gets children. A PENDING parent without children was stored
+        # by an older batchd: R3, it fails once its dependencies are done.
+        if row["status"] == SUBMITTED or row["pending_deps"] == 0:
+            fail(conn, row, reason, now, is_cancelled=True, cancel_reason=reason)
+        else:
+            store.save(conn, row, {"is_cancelled": True, "status_reason": reason, "cancel_reason": reason}, now)
         return True
+    store.save(conn, row, {"is_cancelled": True, "status_reason": reason, "cancel_reason": reason}, now)
     # Children with nothing to wait for fail now (R1); there are none in practice: children are created
     # RUNNABLE or waiting on a dependency. The others are marked in one statement (R2, R3), not one by one:
-    # an array has up to 10,000 children.
+    # an array has up to 10,000 children. Children created after this (the parent is still SUBMITTED) are
+    # created cancelled (arrays.py).
     for kid in store.children_to_fail_on_cancel(conn, row["id"]):
         cancel(conn, kid, reason, now)
     store.mark_children_cancelled(conn, row["id"], reason)
@@ -119,6 +124,20 @@ def finished_many(conn: Connection, rows: list[dict[str, Any]], now: int) -> boo
     return parents_released
 
 
+def _parent_dependency_finished(parent: dict[str, Any], status: str, left: int, now: int) -> dict[str, Any]:
+    """A dependency of an array parent finished. The parent does not fail or start by itself: its children,
+    which exist already and are gated on it (arrays.py), are released once its dependencies are decided, and
+    it finishes when they have. A failure decides at once (its children fail with `Dependent Job failed`) unless
+    the parent was cancelled: then each child waits for all of them, R3. `pending_deps` 0 means decided."""
+    runtime = parent["runtime"]
+    if status == FAILED and not parent["is_cancelled"]:
+        return {"pending_deps": 0, "runtime": {**runtime, "dependencyFailed": True}}
+    if left == 0 and parent["is_cancelled"] and not runtime.get("childrenCreated") and parent["status"] == PENDING:
+        # Stored by an older batchd before it had children, then cancelled: it fails now (R3) with no child.
+        return {"pending_deps": 0, "status": FAILED, "status_reason": parent["cancel_reason"], "stopped_at": now}
+    return {"pending_deps": left}
+
+
 def _release_dependents(conn: Connection, done: dict[str, Any], now: int) -> tuple[list[dict[str, Any]], bool]:
     """Tell the jobs waiting on `done` that it finished; returns the ones that failed because of it, and whether
     an array parent now waits for nothing (its children are to be created)."""
@@ -131,6 +150,14 @@ def _release_dependents(conn: Connection, done: dict[str, Any], now: int) -> tup
         if dep is None or dep["status"] in TERMINAL:
             continue
         left = max(0, dep["pending_deps"] - 1)
+        if dep["array_size"] is not None and dep["parent_id"] is None:
+            changes = _parent_dependency_finished(dep, done["status"], left, now)
+            store.save(conn, dep, changes, now)
+            if changes.get("status") == FAILED:
+                failed.append(dep)
+            elif changes["pending_deps"] == 0:
+                parent_released = True  # its gated children are to be released (or failed): arrays.py
+            continue
         if done["status"] == FAILED and not dep["is_cancelled"]:
             # A failed dependency fails the dependent at once, and that cascades down the chain.
             store.save(conn, dep, {"pending_deps": left, "status": FAILED, "status_reason": REASON_DEPENDENCY,
@@ -141,10 +168,8 @@ def _release_dependents(conn: Connection, done: dict[str, Any], now: int) -> tup
         if left == 0 and dep["status"] == PENDING:
             if dep["is_cancelled"]:
                 changes.update(status=FAILED, status_reason=dep["cancel_reason"], stopped_at=now)
-            elif dep["array_size"] is None or dep["parent_id"] is not None:
-                changes.update(status=RUNNABLE, runnable_at=now)
             else:
-                parent_released = True  # an array parent whose dependencies are met: the scheduler creates its children
+                changes.update(status=RUNNABLE, runnable_at=now)
         store.save(conn, dep, changes, now)
         if changes.get("status") == FAILED:
             failed.append(dep)
@@ -160,8 +185,7 @@ def _children_done(conn: Connection, parent: dict[str, Any], n: int, now: int) -
     """
     runtime = parent["runtime"]
     done = int(runtime.get("childrenDone", 0)) + n
-    expected = int(runtime.get("childrenCreated", 0)) if parent["is_cancelled"] else parent["array_size"]
-    if done < expected:
+    if done < _expected_children(parent):
         store.save(conn, parent, {"runtime": {**runtime, "childrenDone": done}}, now, event=False)
         return False
     recount(conn, parent, now)
@@ -185,14 +209,22 @@ def recount(conn: Connection, parent: dict[str, Any], now: int) -> dict[str, Any
                "childrenDone": summary[SUCCEEDED] + summary[FAILED]}
     changes: dict[str, Any] = {"runtime": runtime}
     total = sum(counts.values())
-    # A cancelled parent creates no more children: it is done when the ones it has are.
-    expected = total if parent["is_cancelled"] else parent["array_size"]
-    if total and total == expected and summary[SUCCEEDED] + summary[FAILED] == total:
+    if total and total == _expected_children(parent) and summary[SUCCEEDED] + summary[FAILED] == total:
         if parent["is_cancelled"]:
             changes.update(status=FAILED, status_reason=parent["cancel_reason"], stopped_at=now)
+        elif parent["runtime"].get("dependencyFailed"):
+            changes.update(status=FAILED, status_reason=REASON_DEPENDENCY, stopped_at=now)
         elif summary[FAILED]:
             changes.update(status=FAILED, status_reason=REASON_ARRAY_CHILD, stopped_at=now)
         else:
             changes.update(status=SUCCEEDED, status_reason=None, stopped_at=now)
     store.save(conn, parent, changes, now)
     return parent
+
+
+def _expected_children(parent: dict[str, Any]) -> int:
+    """How many children the parent finishes with: all of them (they are all created, cancelled or not), except
+    a cancelled PENDING parent stored by an older batchd before all its children existed: the ones it has."""
+    if parent["is_cancelled"] and parent["status"] == PENDING:
+        return min(parent["array_size"], int(parent["runtime"].get("childrenCreated", 0)))
+    return parent["array_size"]

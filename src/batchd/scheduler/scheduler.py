@@ -208,11 +208,12 @@ class Scheduler:
 
     def _advance_submitted(self, now: int) -> bool:
         with self.db.tx() as conn:
-            rows = store.with_status(conn, [J.SUBMITTED], limit=SUBMITTED_BATCH)
+            # Array parents are not among them: they leave SUBMITTED once their children exist (arrays.py).
+            rows = store.submitted_jobs(conn, SUBMITTED_BATCH)
             for row in rows:
                 if row["runtime"].get("dependencyFailed"):
                     lifecycle.fail(conn, row, J.REASON_DEPENDENCY, now)
-                elif row["pending_deps"] > 0 or row["array_size"] is not None:
+                elif row["pending_deps"] > 0:
                     store.save(conn, row, {"status": J.PENDING}, now)
                 else:
                     store.save(conn, row, {"status": J.RUNNABLE, "runnable_at": now}, now)
@@ -386,7 +387,7 @@ class Scheduler:
                 None, "CannotStartContainerError: the job has no command (batchd runs commands, not images)"))
             return None
         spec = LaunchSpec(
-            job_id=job_id, attempt=attempt, command=list(command),
+            job_id=job_id, attempt=attempt, command=list(command), account=row["account"],
             environment=J.job_environment(self.base_env, row, queue_name, ce_name, attempt),
             log_stream=stream, vcpus=row["vcpus"], memory_mib=row["memory"], gpus=row["gpus"],
             extra={"image": container.get("image")}, held=True,
@@ -566,7 +567,7 @@ class Scheduler:
         """A STARTING job with no process recorded. If its command certainly never ran (never spawned, or still
         held when this server stopped), start it now. Otherwise (an attempt from before held starts) it may
         have run: fail the attempt without retry, so that nothing can ever run twice."""
-        if not self.executor.never_ran(row["id"], row["attempt"]):
+        if not self.executor.never_ran(row["id"], row["attempt"], row["account"]):
             reason = "batchd stopped while starting the job; whether its process ran is unknown"
             self._finish_attempt(row["id"], row["attempt"], AttemptExit(None, reason), retry=False)
             return

@@ -220,16 +220,26 @@ def insert_deps(conn: Connection, rows: list[dict[str, Any]]) -> None:
 _INSERT_EVENT = "INSERT INTO events (account, region, job_id, time, detail) VALUES (?, ?, ?, ?, ?)"
 
 
-def waiting_array_parents(conn: Connection) -> list[dict[str, Any]]:
-    """Array parents that may still need children: PENDING with nothing to wait for and not cancelled. Served
-    by the partial index `ix_jobs_pending_parents` (the constants are written out so that SQLite can match the
-    index's WHERE), so it does not scan the PENDING children of arrays."""
+def unfinished_array_parents(conn: Connection) -> list[dict[str, Any]]:
+    """Array parents that may have children to create or to release, oldest first: the SUBMITTED ones (their
+    children are being created; SUBMITTED jobs are few) and the PENDING ones whose dependencies are decided.
+    The PENDING ones come from the partial index `ix_jobs_pending_parents` (the constants are written out so
+    that SQLite can match the index's WHERE), so this does not scan the PENDING children of arrays."""
     # SQLite's planner, without statistics, prefers ix_jobs_status (every PENDING job): name the index.
     hint = " INDEXED BY ix_jobs_pending_parents" if conn.dialect.name == "sqlite" else ""
-    sql = _sql(conn, ("waiting_parents",), _SELECT_JOBS + hint + " WHERE status = 'PENDING' AND parent_id IS NULL "
-               "AND array_size IS NOT NULL AND pending_deps = 0 AND is_cancelled = ? ORDER BY seq")
-    rows = [_decode(r) for r in _run(conn, sql, (False,)).fetchall()]
-    return [r for r in rows if r["runtime"].get("childrenCreated", 0) < r["array_size"]]
+    pending = _sql(conn, ("pending_parents",), _SELECT_JOBS + hint + " WHERE status = 'PENDING' AND parent_id IS NULL "
+                   "AND array_size IS NOT NULL AND pending_deps = 0 ORDER BY seq")
+    submitted = _sql(conn, ("submitted_parents",), _SELECT_JOBS + " WHERE status = 'SUBMITTED' "
+                     "AND parent_id IS NULL AND array_size IS NOT NULL ORDER BY seq")
+    rows = [_decode(r) for sql in (submitted, pending) for r in _run(conn, sql).fetchall()]
+    return sorted(rows, key=lambda r: r["seq"])
+
+
+def submitted_jobs(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    """SUBMITTED jobs other than array parents (those leave SUBMITTED when their children exist), oldest first."""
+    sql = _sql(conn, ("submitted_jobs",), _SELECT_JOBS + " WHERE status = 'SUBMITTED' AND array_size IS NULL "
+               "ORDER BY seq LIMIT ?")
+    return [_decode(r) for r in _run(conn, sql, (limit,)).fetchall()]
 
 
 def _record(conn: Connection, rows: Iterable[tuple[dict[str, Any], str]], at: int) -> None:
