@@ -40,18 +40,20 @@ def _never_started(job: dict) -> None:
     assert job["attempts"] == [] and "startedAt" not in job, job
 
 
-def test_success_chain_runs_in_order(batch, tmp_path):
+def test_success_chain_runs_in_order(batch, tmp_path, gates):
     queue = _queue(batch, vcpus=4)  # room for all three at once: only the dependencies keep them apart
     trace = tmp_path / "trace"
-    jd = register(batch, ["sh", "-c", f'echo "$AWS_BATCH_JOB_ID" >> {trace}; sleep 0.3'])
+    gate = gates()
+    jd = register(batch, ["sh", "-c", f'echo "$AWS_BATCH_JOB_ID" >> {trace}; {gate.shell()}'])
     a = submit(batch, queue, jd)
     b = submit(batch, queue, jd, dependsOn=[{"jobId": a}])
     c = submit(batch, queue, jd, dependsOn=[{"jobId": b}])
     assert describe(batch, c)["status"] in ("SUBMITTED", "PENDING")
-    wait_status(batch, a, "RUNNING", timeout=5)
+    wait_status(batch, a, "RUNNING")
     states = _many(batch, [b, c])
     assert states[b]["status"] == "PENDING" and states[c]["status"] == "PENDING"
     assert states[b]["dependsOn"] == [{"jobId": a}]
+    gate.open()
     done = _wait_all(batch, [a, b, c])
     assert [done[j]["status"] for j in (a, b, c)] == ["SUCCEEDED"] * 3
     assert done[b]["startedAt"] >= done[a]["stoppedAt"]
@@ -78,8 +80,7 @@ def test_failure_cascades_down_the_chain(batch, tmp_path):
     late = submit(batch, queue, register(batch, ["touch", str(late_mark)]), dependsOn=[{"jobId": c}])
     job = wait_status(batch, late, ("FAILED", "SUCCEEDED"), timeout=5)
     assert job["status"] == "FAILED" and job["statusReason"] == "Dependent Job failed"
-    _never_started(job)
-    time.sleep(0.2)
+    _never_started(job)  # finished jobs that never had an attempt: their commands cannot run any more
     assert not any(m.exists() for m in [*marks, late_mark])
 
 
@@ -121,35 +122,31 @@ def test_plain_dependency_on_an_array_waits_for_the_whole_array(batch, tmp_path)
     assert not mark.exists()
 
 
-def test_array_with_a_plain_dependency_gates_every_child(batch):
+def test_array_with_a_plain_dependency_gates_every_child(batch, gates):
     queue = _queue(batch, vcpus=4)
-    first = submit(batch, queue, register(batch, ["sleep", "0.5"]))
+    gate = gates()
+    first = submit(batch, queue, register(batch, gate.command()))
     array = submit(
         batch, queue, register(batch, ["true"]), arrayProperties={"size": 3}, dependsOn=[{"jobId": first}]
     )
-    wait_status(batch, first, "RUNNING", timeout=5)
+    wait_status(batch, first, "RUNNING")
+    wait_status(batch, array, "PENDING")
     assert batch.list_jobs(arrayJobId=array, jobStatus="RUNNABLE")["jobSummaryList"] == []
-    assert describe(batch, array)["status"] == "PENDING"
+    gate.open()
     done = _wait_all(batch, [array, *(f"{array}:{i}" for i in range(3))])
     for i in range(3):
         assert done[f"{array}:{i}"]["startedAt"] >= describe(batch, first)["stoppedAt"]
     assert done[array]["status"] == "SUCCEEDED"
 
 
-def test_n_to_n(batch):
+def test_n_to_n(batch, gates):
     queue = _queue(batch, vcpus=6)
-    # Child i of the first array sleeps longer the lower its index, so B:2 may start while A:0 still runs.
+    # Child 0 of the first array runs until the gate opens, which happens only once B:2 has run.
+    gate = gates()
     a = submit(
         batch,
         queue,
-        register(
-            batch,
-            [
-                "sh",
-                "-c",
-                "case $AWS_BATCH_JOB_ARRAY_INDEX in 0) sleep 1.5;; 1) sleep 0.8;; *) sleep 0.2;; esac",
-            ],
-        ),
+        register(batch, ["sh", "-c", f'if [ "$AWS_BATCH_JOB_ARRAY_INDEX" = 0 ]; then {gate.shell()}; fi']),
         arrayProperties={"size": 3},
     )
     b = submit(
@@ -160,6 +157,8 @@ def test_n_to_n(batch):
         dependsOn=[{"jobId": a, "type": "N_TO_N"}],
     )
     ids = [f"{x}:{i}" for x in (a, b) for i in range(3)]
+    _wait_all(batch, [f"{b}:2"])
+    gate.open()
     done = _wait_all(batch, [a, b, *ids])
     assert done[a]["status"] == "SUCCEEDED" and done[b]["status"] == "SUCCEEDED"
     for i in range(3):

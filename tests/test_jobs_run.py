@@ -34,53 +34,59 @@ def test_succeeded_job_and_lifecycle_states(batch):
     assert "isCancelled" not in job and "isTerminated" not in job
 
 
-def test_capacity_two_run_one_waits(batch):
-    queue, jd = setup(batch, ["sleep", "2"], vcpus=2)
+def test_capacity_two_run_one_waits(batch, gates):
+    gate = gates()
+    queue, jd = setup(batch, gate.command(), vcpus=2)
     ids = [submit(batch, queue, jd) for _ in range(3)]
     wait_for(lambda: sum(describe(batch, i)["status"] == "RUNNING" for i in ids) == 2, message="two RUNNING")
     states = sorted(describe(batch, i)["status"] for i in ids)
     assert states == ["RUNNABLE", "RUNNING", "RUNNING"]
     third = ids[2]
     assert describe(batch, third)["status"] == "RUNNABLE"  # FIFO: the last submitted waits
-    job = wait_status(batch, third, ("RUNNING", "SUCCEEDED"), timeout=20)
+    gate.open()
+    job = wait_status(batch, third, ("RUNNING", "SUCCEEDED"))
     assert job["status"] in ("RUNNING", "SUCCEEDED")
     first = describe(batch, ids[0])
     assert first["status"] == "SUCCEEDED" and job.get("startedAt", 0) >= first["stoppedAt"]
 
 
-def test_higher_priority_queue_first(batch):
+def test_higher_priority_queue_first(batch, gates):
     ce = make_ce(batch, vcpus=1)
     low = make_queue(batch, [ce], priority=1)
     high = make_queue(batch, [ce], priority=10)
-    blocker_jd = register(batch, ["sleep", "1"])
+    gate = gates()
+    blocker_jd = register(batch, gate.command())
     jd = register(batch, ["true"])
     blocker = submit(batch, low, blocker_jd)
     wait_status(batch, blocker, "RUNNING")
     low_job = submit(batch, low, jd)
     high_job = submit(batch, high, jd)
-    hi = wait_status(batch, high_job, "SUCCEEDED", timeout=20)
-    lo = wait_status(batch, low_job, "SUCCEEDED", timeout=20)
+    wait_status(batch, high_job, "RUNNABLE")
+    gate.open()
+    hi = wait_status(batch, high_job, "SUCCEEDED")
+    lo = wait_status(batch, low_job, "SUCCEEDED")
     assert hi["startedAt"] <= lo["startedAt"]
 
 
-def test_jobs_submitted_behind_a_waiting_head_start_when_capacity_frees(batch):
+def test_jobs_submitted_behind_a_waiting_head_start_when_capacity_frees(batch, gates):
     """A SubmitJob wakes a pass over its own queue only, and none while that queue's head waits for capacity:
     the waiting jobs still start when capacity frees, and another queue's new job starts meanwhile."""
     busy_ce, free_ce = make_ce(batch, vcpus=2), make_ce(batch, vcpus=2)
     busy, free = make_queue(batch, [busy_ce]), make_queue(batch, [free_ce])
-    blocker = submit(batch, busy, register(batch, ["sleep", "1.5"], vcpus=2))
+    gate = gates()
+    blocker = submit(batch, busy, register(batch, gate.command(), vcpus=2))
     wait_status(batch, blocker, "RUNNING")
     jd = register(batch, ["true"])
     waiting = [submit(batch, busy, jd) for _ in range(3)]
-    time.sleep(0.3)
+    # The other queue's job has run: the scheduler has passed since the three were submitted.
+    elsewhere = wait_status(batch, submit(batch, free, jd), "SUCCEEDED")
     assert [describe(batch, j)["status"] for j in waiting] == ["RUNNABLE"] * 3
-    elsewhere = wait_status(batch, submit(batch, free, jd), "SUCCEEDED", timeout=10)
     assert describe(batch, blocker)["status"] == "RUNNING"
-    assert elsewhere["startedAt"] < describe(batch, waiting[0]).get("startedAt", float("inf"))
-    first = wait_status(batch, blocker, "SUCCEEDED", timeout=20)
+    gate.open()
+    first = wait_status(batch, blocker, "SUCCEEDED")
     for job_id in waiting:
-        job = wait_status(batch, job_id, "SUCCEEDED", timeout=20)
-        assert job["startedAt"] >= first["stoppedAt"]
+        job = wait_status(batch, job_id, "SUCCEEDED")
+        assert job["startedAt"] >= first["stoppedAt"] >= elsewhere["startedAt"]
 
 
 def test_terminate_job_that_ignores_sigterm(batch, server):
@@ -136,16 +142,18 @@ def test_disabled_queue_refuses_new_jobs(batch):
         submit(batch, queue, jd)
 
 
-def test_restart_while_job_runs(make_server):
+def test_restart_while_job_runs(make_server, gates):
     srv = make_server()
     batch = srv.client()
-    queue, jd = setup(batch, ["sh", "-c", "echo before; sleep 2; echo after; exit 4"])
+    gate = gates()
+    queue, jd = setup(batch, ["sh", "-c", f"echo before; {gate.shell()}; echo after; exit 4"])
     job_id = submit(batch, queue, jd)
     wait_status(batch, job_id, "RUNNING")
     srv.restart()
     batch = srv.client()
-    assert describe(batch, job_id)["status"] in ("RUNNING", "FAILED")
-    job = wait_status(batch, job_id, "FAILED", timeout=20)
+    assert describe(batch, job_id)["status"] == "RUNNING"  # adopted by the restarted server
+    gate.open()
+    job = wait_status(batch, job_id, "FAILED")
     assert job["container"]["exitCode"] == 4
     assert len(job["attempts"]) == 1
     assert log_lines(srv, job) == ["before", "after"]
