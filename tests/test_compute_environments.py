@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import pytest
 
@@ -305,7 +304,9 @@ def test_delete_rules(batch, unique):
 
 
 def test_deleting_is_visible_then_gone(make_server):
-    srv = make_server(env={"BATCHD_RESOURCE_CREATE_DELAY": "0.5"})
+    # Long enough that the CREATING/DELETING states are still there when the next call looks, even when a
+    # loaded machine answers slowly (0.5 s was not).
+    srv = make_server(env={"BATCHD_RESOURCE_CREATE_DELAY": "3"})
     batch = srv.client()
     batch.create_compute_environment(computeEnvironmentName="slow", type="UNMANAGED", state="DISABLED")
     assert describe_ce(batch, "slow")["status"] == "CREATING"
@@ -318,8 +319,7 @@ def test_deleting_is_visible_then_gone(make_server):
         batch.create_compute_environment(computeEnvironmentName="slow", type="UNMANAGED")
     with pytest.raises(batch.exceptions.ClientException):
         batch.update_compute_environment(computeEnvironment="slow", state="ENABLED")
-    time.sleep(0.6)
-    wait_for(lambda: describe_ce(batch, "slow") is None, timeout=5, message="gone")
+    wait_for(lambda: describe_ce(batch, "slow") is None, message="gone")
     assert batch.describe_compute_environments()["computeEnvironments"] == []
 
 
