@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import wait_for
-from jobkit import describe, log_lines, make_ce, make_queue, register, submit, wait_status
+from jobkit import describe, log_lines, make_ce, make_queue, register, scheduler_passed, submit, wait_status
 
 PARENT_STATES = {"SUBMITTED", "PENDING", "SUCCEEDED", "FAILED"}
 SUMMARY_KEYS = {"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"}
@@ -136,12 +136,14 @@ def test_one_failing_child_fails_the_parent_after_all_children(batch, tmp_path):
     assert [kids[f"{parent}:{i}"]["status"] for i in (1, 2)] == ["SUCCEEDED", "SUCCEEDED"]
 
 
-def test_cancelling_or_terminating_one_child_leaves_the_siblings(batch):
+def test_cancelling_or_terminating_one_child_leaves_the_siblings(batch, gates):
     queue, _ = _queue(batch, vcpus=1)
-    parent = submit(batch, queue, register(batch, ["sleep", "0.5"]), arrayProperties={"size": 3})
-    wait_for(lambda: batch.describe_jobs(jobs=[f"{parent}:2"])["jobs"], timeout=5, message="children created")
-    wait_status(batch, f"{parent}:0", "RUNNING", timeout=10)
+    gate = gates()  # child 0 holds the only vCPU until the cancel is in: child 2 cannot have started
+    parent = submit(batch, queue, register(batch, gate.command()), arrayProperties={"size": 3})
+    wait_for(lambda: batch.describe_jobs(jobs=[f"{parent}:2"])["jobs"], message="children created")
+    wait_status(batch, f"{parent}:0", "RUNNING")
     batch.cancel_job(jobId=f"{parent}:2", reason="just this one")
+    gate.open()
     job, _ = _watch_parent(batch, parent)
     kids = _many(batch, [f"{parent}:{i}" for i in range(3)])
     assert [kids[f"{parent}:{i}"]["status"] for i in range(3)] == ["SUCCEEDED", "SUCCEEDED", "FAILED"]
@@ -305,5 +307,5 @@ def test_cancelling_a_pending_array_of_10000(make_server):
     assert all(s["statusReason"] == "never mind the 10k" and "startedAt" not in s for s in failed)
     # Enabling the compute environment now starts nothing.
     batch.update_compute_environment(computeEnvironment=ce, state="ENABLED")
-    time.sleep(0.5)
+    scheduler_passed(batch, queue)  # a job submitted behind the children has run: they were passed over
     assert _list_all(batch, arrayJobId=parent, jobStatus="SUCCEEDED") == []
