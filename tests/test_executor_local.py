@@ -197,12 +197,13 @@ def test_leftover_background_process_killed_when_main_exits(ex: LocalExecutor, t
     handle, result = run(start_and_wait(ex, s))
     assert result.exit_code == 0
     # Killed right away; reaping the killed straggler is up to init, hence the short wait.
-    assert group_gone(handle["pgid"], within=2.0)
+    assert group_gone(handle["pgid"], within=60.0)
 
 
 def test_adopt_after_restart_gets_exit_code(tmp_path: Path) -> None:
     root = tmp_path / "jobs"
-    s = spec(["sh", "-c", "sleep 0.5; exit 5"])
+    gate = tmp_path / "gate"  # the job runs until the test has seen it alive
+    s = spec(["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done; exit 5"])
 
     async def first() -> dict:
         return await LocalExecutor(root).start(s)  # this "server" then goes away without waiting
@@ -210,9 +211,10 @@ def test_adopt_after_restart_gets_exit_code(tmp_path: Path) -> None:
     handle = run(first())
     restarted = LocalExecutor(root)
     assert restarted.is_alive(handle)
+    gate.touch()
 
     async def second() -> AttemptExit:
-        return await asyncio.wait_for(restarted.wait(handle), 10)
+        return await asyncio.wait_for(restarted.wait(handle), 60)
 
     assert run(second()) == AttemptExit(5)
     assert (Path(handle["dir"]) / "exit_code").read_text().strip() == "5"
