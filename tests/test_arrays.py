@@ -108,20 +108,21 @@ def test_parent_is_pending_while_children_run(batch):
     assert samples[-1][parent]["status"] == "SUCCEEDED"
 
 
-def test_one_failing_child_fails_the_parent_after_all_children(batch, tmp_path):
+def test_one_failing_child_fails_the_parent_after_all_children(batch, tmp_path, gates):
     queue, _ = _queue(batch, vcpus=4)
-    cmd = 'if [ "$AWS_BATCH_JOB_ARRAY_INDEX" = 0 ]; then exit 7; fi; sleep 1'
+    gate = gates()
+    cmd = f'if [ "$AWS_BATCH_JOB_ARRAY_INDEX" = 0 ]; then exit 7; fi; {gate.shell()}'
     parent = submit(batch, queue, register(batch, ["sh", "-c", cmd]), arrayProperties={"size": 3})
     first = wait_for(
         lambda: (batch.describe_jobs(jobs=[f"{parent}:0"])["jobs"] or [{}])[0].get("status") == "FAILED",
-        timeout=10,
         message="child 0 FAILED",
     )
     assert first
-    # The others still run: the parent has not failed yet.
+    # The others still run (until the gate opens): the parent has not failed yet.
     p = describe(batch, parent)
     assert p["status"] == "PENDING", p["status"]
     assert p["arrayProperties"]["statusSummary"]["FAILED"] == 1
+    gate.open()
     job, seen = _watch_parent(batch, parent)
     assert seen <= PARENT_STATES
     assert job["status"] == "FAILED" and job["statusReason"] == "Array Child Job failed"
