@@ -135,10 +135,11 @@ class Server:
                 self._log.close()
 
     def reap(self) -> list[str]:
-        """Stop the server and kill every job process it started (they are found by their working directory or
-        TMPDIR, both inside this server's data dir or temp dir); returns what had to be killed."""
+        """Stop the server and kill every job process it started (found by a working directory in its data dir
+        or its jobs dir `<data dir>-jobs`, or by its TMPDIR); returns what had to be killed."""
         self.stop()
-        return procs.kill_job_processes([self.data_dir, self.tmp_dir])
+        jobs_dir = self.data_dir.with_name(self.data_dir.name + "-jobs")
+        return procs.kill_job_processes([self.data_dir, jobs_dir, self.tmp_dir])
 
     def restart(self) -> Server:
         port = self.port
@@ -162,7 +163,7 @@ class Server:
                "AWS_DEFAULT_REGION": region, "AWS_PAGER": ""}
         proc = subprocess.run(
             [sys.executable, "-m", "awscli", "--endpoint-url", self.url, *args, "--output", "json"],
-            capture_output=True, text=True, env=env, timeout=60,
+            capture_output=True, text=True, env=env, timeout=180,  # the CLI alone takes seconds to start under load
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"aws {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")

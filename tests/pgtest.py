@@ -22,7 +22,7 @@ _cluster: tuple[str, Path] | None = None  # (pg_ctl, data dir) of a throwaway cl
 
 def _reachable(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((host, port), timeout=1):
+        with socket.create_connection((host, port), timeout=10):  # (a loaded machine must not pick a throwaway cluster)
             return True
     except OSError:
         return False
