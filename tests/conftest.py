@@ -163,7 +163,7 @@ class Server:
                "AWS_DEFAULT_REGION": region, "AWS_PAGER": ""}
         proc = subprocess.run(
             [sys.executable, "-m", "awscli", "--endpoint-url", self.url, *args, "--output", "json"],
-            capture_output=True, text=True, env=env, timeout=180,  # the CLI alone takes seconds to start under load
+            capture_output=True, text=True, env=env, timeout=180,  # the CLI takes seconds to start under load
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"aws {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")

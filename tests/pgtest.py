@@ -22,7 +22,8 @@ _cluster: tuple[str, Path] | None = None  # (pg_ctl, data dir) of a throwaway cl
 
 def _reachable(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((host, port), timeout=10):  # (a loaded machine must not pick a throwaway cluster)
+        # A generous limit: a slow answer on a loaded machine must not make us start a throwaway cluster.
+        with socket.create_connection((host, port), timeout=10):
             return True
     except OSError:
         return False
