@@ -3,8 +3,8 @@
     python bench/cpu_hog.py --cores 2 --seconds 600 &
     pytest tests/test_cancel_rules.py -n 2 -q
 
-Each core gets one process spinning in pure Python; all of them end by themselves after `--seconds` (at most an
-hour), and when this script is interrupted or terminated, so nothing is left behind.
+Each core gets one process spinning in pure Python; all of them end by themselves after `--seconds` (at most
+an hour), and when this script is interrupted or terminated, so nothing is left behind.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _spin(until: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="busy processes (default: all)")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="busy processes (default all)")
     parser.add_argument("--seconds", type=float, default=600.0, help=f"how long (at most {MAX_SECONDS:.0f})")
     args = parser.parse_args(argv)
     if args.cores < 1 or not 0 < args.seconds <= MAX_SECONDS:

@@ -80,8 +80,8 @@ class Server:
         if config is not None:
             self.config_path = data_dir.parent / f"{data_dir.name}.toml"
             self.config_path.write_text(config)
-        # A TMPDIR of its own: the scheduler passes TMPDIR to every job, so the jobs of this server can be found
-        # (and killed) by it even after the server is gone (procs.py).
+        # A TMPDIR of its own: the scheduler passes TMPDIR to every job, so the jobs of this server can be
+        # found (and killed) by it even after the server is gone (procs.py).
         self.tmp_dir = data_dir.parent / f"{data_dir.name}.tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, **FAST_SETTINGS, "TMPDIR": str(self.tmp_dir), **(env or {})}
@@ -113,7 +113,8 @@ class Server:
             self.stop(sig=signal.SIGKILL)
             self.proc.stdout.close()
             raise RuntimeError(
-                f"server did not start within {timeout:.0f}s: {line!r}; log: {self.log_path.read_text()[-3000:]}"
+                f"server did not start within {timeout:.0f}s: {line!r}; "
+                f"log: {self.log_path.read_text()[-3000:]}"
             )
         # Anything the server prints later goes to its log: an unread pipe would block it once full.
         threading.Thread(target=_copy_stream, args=(self.proc.stdout, self.log_path), daemon=True).start()
@@ -215,7 +216,8 @@ def _no_job_process_survives_the_session(tmp_path_factory: pytest.TempPathFactor
     yield
     leaked = procs.kill_job_processes([tmp_path_factory.getbasetemp()])
     if leaked:
-        pytest.fail("job processes outlived the test session (killed now):\n" + "\n".join(leaked), pytrace=False)
+        pytest.fail("job processes outlived the test session (killed now):\n" + "\n".join(leaked),
+                    pytrace=False)
 
 
 @pytest.fixture

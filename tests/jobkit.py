@@ -120,6 +120,6 @@ def log_lines(server: Any, job: dict[str, Any]) -> list[str]:
 
 def scheduler_passed(batch: Any, queue: str) -> dict[str, Any]:
     """Submit a trivial job to `queue` and wait until it SUCCEEDED: proof that the scheduler has dispatched
-    everything ahead of it in the queue since this call (FIFO), used instead of sleeping to show that something
-    did not happen. The queue must be able to run it."""
+    everything ahead of it in the queue since this call (FIFO), used instead of sleeping to show that
+    something did not happen. The queue must be able to run it."""
     return wait_status(batch, submit(batch, queue, register(batch, ["true"])), "SUCCEEDED")

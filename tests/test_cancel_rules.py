@@ -367,7 +367,8 @@ def test_r4_sequential_array_pending_children_wait_for_the_running_one(batch, tm
     ce = make_ce(batch, vcpus=2)
     queue = make_queue(batch, [ce])
     gate = gates()
-    parent, marks = _marking_array(batch, queue, tmp_path, 3, gate.shell(), dependsOn=[{"type": "SEQUENTIAL"}])
+    sequential = [{"type": "SEQUENTIAL"}]
+    parent, marks = _marking_array(batch, queue, tmp_path, 3, gate.shell(), dependsOn=sequential)
     kids = [f"{parent}:{i}" for i in range(3)]
     _wait_kid(batch, kids[0], "RUNNING")
     batch.cancel_job(jobId=parent, reason="R4: sequential")
