@@ -398,3 +398,52 @@ def test_never_ran_reads_the_attempt_directory(ex: LocalExecutor) -> None:
     assert ex.never_ran(job_id, 1)  # held, never released
     (workdir / "started").touch()
     assert not ex.never_ran(job_id, 1)  # released: the command started
+
+
+# --- files of the working directory are the job's: never waited on, never followed ---------------------------
+
+
+def test_job_that_replaces_exit_code_by_a_fifo_still_ends_with_its_status(ex: LocalExecutor) -> None:
+    """The wrapper opens `exit_code` read-write (a FIFO takes the write), and batchd refuses to read a FIFO:
+    the status comes from waitpid, and the job cannot hang its own wrapper."""
+    s = spec(["sh", "-c", "rm -f exit_code; mkfifo exit_code; exit 3"])
+    _, result = run(start_and_wait(ex, s))
+    assert result == AttemptExit(3)
+
+
+def test_adopting_an_attempt_whose_exit_code_is_a_fifo_does_not_block(ex: LocalExecutor) -> None:
+    import threading
+
+    handle, result = run(start_and_wait(ex, spec(["sh", "-c", "exit 4"])))
+    assert result == AttemptExit(4)
+    fifo = Path(handle["dir"]) / "exit_code"
+    fifo.unlink()
+    os.mkfifo(fifo)  # as the job (or anyone of its uid) could have done
+    answers: list[AttemptExit] = []
+    reader = threading.Thread(target=lambda: answers.append(run(LocalExecutor(ex.jobs_root).wait(handle))),
+                              daemon=True)
+    reader.start()
+    reader.join(20)
+    if reader.is_alive():  # blocked in open(): give it a writer so that the thread can end, then fail
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        reader.join(5)
+        pytest.fail("waiting on an adopted attempt blocked on the FIFO in place of its exit_code")
+    assert answers == [AttemptExit(None, UNKNOWN_EXIT_REASON)]  # not our child, and no status to trust
+
+
+def test_terminate_never_writes_through_a_symlink_the_job_planted(ex: LocalExecutor, tmp_path: Path) -> None:
+    """After SIGKILL batchd records 137 via `exit_code.tmp`; a symlink the job put there is replaced, not
+    followed (with run_as_user, following it would let a job have root overwrite any file)."""
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    s = spec(["sh", "-c", f"ln -s {target} exit_code.tmp; trap '' TERM; echo ready; sleep 300"])
+
+    async def scenario() -> AttemptExit:
+        handle = await ex.start(s)
+        await wait_ready(handle)
+        await ex.terminate(handle, 0.2)
+        return await ex.wait(handle)
+
+    assert run(scenario()).exit_code == 137
+    assert target.read_text() == "keep me\n"

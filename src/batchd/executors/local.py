@@ -54,7 +54,9 @@ _POLL_SECONDS = 0.1  # only used where pidfd_open is unavailable (Linux < 5.3)
 # keeps the redirection out of the wrapper (dash otherwise prints "Terminated" into the redirected fd 2); dash
 # execs the last command of a subshell directly, so there is no extra process. Exec failures give 127/126 with
 # the shell's message in stderr.log. The record needs no tmp+rename: it is a single write(2) of a few bytes, and
-# batchd only reads it after the wrapper has exited (an empty file reads as "not recorded"). `unset PWD`: dash exports PWD, and the job's environment must be exactly
+# batchd only reads it after the wrapper has exited (an empty file reads as "not recorded"). It is opened `1<>`
+# (read-write, no truncation): a FIFO the job left in its place then takes the write instead of blocking the
+# wrapper for good, and only its first line counts, so leftovers of a longer file the job wrote do not either. `unset PWD`: dash exports PWD, and the job's environment must be exactly
 # the one the scheduler passed.
 #
 # Held start: the wrapper first reads one line from its stdin, a pipe whose other end only batchd holds. batchd
@@ -64,7 +66,7 @@ _POLL_SECONDS = 0.1  # only used where pidfd_open is unavailable (Linux < 5.3)
 # attempt directory with `held` and without `started` proves the command never ran.
 _WRAPPER = (
     'trap : TERM; {unset}IFS= read -r _go || exit 86; exec 0</dev/null; : > started; '
-    'exec 3>&2 2>/dev/null; ( "$@" 2>&3 3>&- ); rc=$?; echo $rc > exit_code; exit $rc'
+    'exec 3>&2 2>/dev/null; ( "$@" 2>&3 3>&- ); rc=$?; echo $rc 1<>exit_code; exit $rc'
 )
 HELD_FILE, STARTED_FILE = "held", "started"
 
@@ -478,7 +480,7 @@ async def _wait_group_gone(pgid: int, timeout: float) -> bool:
 def _read_exit_code(workdir: Path) -> int | None:
     # The job may have replaced the file by a FIFO or a symlink: read_small_file neither waits nor follows.
     data = read_small_file(workdir / EXIT_CODE_FILE, 32)
-    text = data.strip() if data else b""
+    text = data.split(b"\n", 1)[0].strip() if data else b""
     return int(text) if text.isdigit() and len(text) <= 3 else None
 
 
