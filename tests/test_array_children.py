@@ -163,6 +163,22 @@ def test_a_failed_dependency_fails_each_child_then_the_parent_and_what_waits_on_
     assert not after_mark.exists()
 
 
+def test_an_array_submitted_after_its_dependency_failed_gets_failed_children(batch, tmp_path):
+    queue = _queue(batch)
+    dep = submit(batch, queue, register(batch, ["false"]))
+    assert wait_status(batch, dep, ("SUCCEEDED", "FAILED"))["status"] == "FAILED"
+    marks = tmp_path / "kids"
+    parent = submit(batch, queue, _marking_jd(batch, marks), arrayProperties={"size": 3}, dependsOn=[{"jobId": dep}])
+    job = wait_status(batch, parent, ("SUCCEEDED", "FAILED"))
+    assert job["statusReason"] == "Dependent Job failed" and _summary(job) == {**ZEROS, "FAILED": 3}
+    kids = _many(batch, [f"{parent}:{i}" for i in range(3)])
+    assert len(kids) == 3
+    for kid in kids.values():
+        assert kid["status"] == "FAILED" and kid["statusReason"] == "Dependent Job failed"
+        _never_started(kid)
+    assert list(marks.iterdir()) == []
+
+
 def test_sequential_n_to_n_and_retries_behind_a_dependency(batch, gates, tmp_path):
     queue = _queue(batch, vcpus=6)
     gate = gates()
