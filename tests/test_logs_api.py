@@ -246,6 +246,47 @@ def test_not_found_errors(server, logs, unique) -> None:
     assert "ResourceNotFoundException" in err
 
 
+def test_oversized_names_prefixes_and_digit_runs_are_400_naming_the_field(server, logs, unique) -> None:
+    """Found by fuzzing: a 5,000-digit attempt (past Python's int-conversion limit) and LIKE patterns longer
+    than SQLite accepts were 500s. Names and prefixes are bounded at CloudWatch's 512 characters."""
+    job_id, [stream] = add_job(server, unique("jd"))
+    digits = "7" * 5000
+    calls = [
+        ("logStreamName", lambda: logs.get_log_events(logGroupName=GROUP,
+                                                      logStreamName=f"x/default/{job_id}_{digits}")),
+        ("logStreamNamePrefix", lambda: logs.describe_log_streams(logGroupName=GROUP,
+                                                                  logStreamNamePrefix="p" * 60_000)),
+        ("logStreamNamePrefix", lambda: logs.describe_log_streams(
+            logGroupName=GROUP, logStreamNamePrefix=f"x/default/{job_id}_{digits}")),
+        ("logStreamNamePrefix", lambda: logs.filter_log_events(logGroupName=GROUP,
+                                                               logStreamNamePrefix="%_" * 30_000)),
+        ("logStreamNames", lambda: logs.filter_log_events(logGroupName=GROUP,
+                                                          logStreamNames=[f"x/default/{job_id}_{digits}"])),
+        ("logGroupName", lambda: logs.get_log_events(logGroupName="/" * 600, logStreamName=stream)),
+    ]
+    for field, call in calls:
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400, field
+        assert error_code(exc) == "InvalidParameterException" and field in str(exc.value), (field, exc.value)
+    # Within 512 characters, a digit run longer than any attempt or array index is simply not one of ours.
+    with pytest.raises(ClientError) as exc:
+        logs.get_log_events(logGroupName=GROUP, logStreamName=f"x/default/{job_id}_" + "9" * 400)
+    assert error_code(exc) == "ResourceNotFoundException"
+    assert logs.describe_log_streams(logGroupName=GROUP, logStreamNamePrefix="j" * 300 + "/default/")[
+        "logStreams"] == []
+
+
+def test_a_token_that_inflates_past_a_megabyte_is_invalid(server, logs, unique) -> None:
+    import base64
+    import zlib
+
+    bomb = base64.urlsafe_b64encode(zlib.compress(b'{"o": "LastEventTime", "n": 0' + b" " * 20_000_000 + b"}"))
+    with pytest.raises(ClientError) as exc:
+        logs.describe_log_streams(logGroupName=GROUP, orderBy="LastEventTime", nextToken=bomb.decode())
+    assert error_code(exc) == "InvalidParameterException" and "nextToken" in str(exc.value)
+
+
 def test_other_region_job_not_visible(server, unique) -> None:
     job_id, [stream] = add_job(server, unique("jd"), region="us-west-2", status="SUCCEEDED")
     append(server, job_id, "west\n")
