@@ -139,8 +139,12 @@ class Server:
         """Stop the server and kill every job process it started (found by a working directory in its data dir
         or its jobs dir `<data dir>-jobs`, or by its TMPDIR); returns what had to be killed."""
         self.stop()
-        jobs_dir = self.data_dir.with_name(self.data_dir.name + "-jobs")
-        return procs.kill_job_processes([self.data_dir, jobs_dir, self.tmp_dir])
+        return procs.kill_job_processes([self.data_dir, self.jobs_dir, self.tmp_dir])
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Where the server puts its jobs' working directories (next to the data dir, not inside it)."""
+        return self.data_dir.with_name(self.data_dir.name + "-jobs")
 
     def restart(self) -> Server:
         port = self.port

@@ -32,12 +32,12 @@ def test_jobs_of_a_killed_server_are_found_and_ended(make_server, gates) -> None
         wait_status(batch, job_id, "RUNNING")
     srv.stop(sig=signal.SIGKILL)
     # Job processes outlive their server by design (a restart adopts them)...
-    survivors = procs.job_processes([srv.data_dir])
+    survivors = procs.job_processes([srv.jobs_dir])
     assert len(survivors) >= 2, survivors
     # ...and the harness ends them, grandchildren included (each job is its own process group).
     killed = srv.reap()
     assert set(killed) >= set(survivors.values())
-    assert procs.job_processes([srv.data_dir, srv.tmp_dir]) == {}
+    assert procs.job_processes([srv.jobs_dir, srv.tmp_dir]) == {}
 
 
 def test_job_processes_are_found_by_tmpdir_when_they_work_elsewhere(make_server) -> None:
