@@ -163,6 +163,26 @@ def test_a_failed_dependency_fails_each_child_then_the_parent_and_what_waits_on_
     assert not after_mark.exists()
 
 
+def test_a_failed_dependency_fails_each_child_of_a_sequential_array_one_cancelled_too(batch, gates, tmp_path):
+    queue = _queue(batch)
+    gate = gates()
+    dep = submit(batch, queue, register(batch, gate.command("exit 1")))
+    marks = tmp_path / "kids"
+    parent = submit(batch, queue, _marking_jd(batch, marks), arrayProperties={"size": 5},
+                    dependsOn=[{"jobId": dep}, {"type": "SEQUENTIAL"}])
+    assert _summary(_left_submitted(batch, parent)) == {**ZEROS, "PENDING": 5}
+    batch.cancel_job(jobId=f"{parent}:2", reason="not the middle one")
+    gate.open()
+    job = wait_status(batch, parent, ("SUCCEEDED", "FAILED"))
+    assert job["statusReason"] == "Dependent Job failed" and _summary(job) == {**ZEROS, "FAILED": 5}
+    kids = _many(batch, [f"{parent}:{i}" for i in range(5)])
+    reasons = [kids[f"{parent}:{i}"]["statusReason"] for i in range(5)]
+    assert reasons == ["Dependent Job failed"] * 2 + ["not the middle one"] + ["Dependent Job failed"] * 2
+    for kid in kids.values():
+        _never_started(kid)
+    assert list(marks.iterdir()) == []
+
+
 def test_an_array_submitted_after_its_dependency_failed_gets_failed_children(batch, tmp_path):
     queue = _queue(batch)
     dep = submit(batch, queue, register(batch, ["false"]))

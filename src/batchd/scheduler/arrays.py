@@ -141,14 +141,22 @@ def _child_row(parent: dict[str, Any], index: int, now: int, waits: int, failed:
 
 
 def _release_batch(conn: Any, parent: dict[str, Any], now: int) -> bool:
-    """The parent's dependencies are decided: release its next gated children."""
+    """The parent's dependencies are decided: release its next gated children. In index order when they may
+    start; from the highest index down when a failed dependency fails them all, so that no child's failure
+    ripples down the SEQUENTIAL chain of the siblings still gated (one ripple level per child, in one
+    transaction): each one's successor has failed already."""
     runtime = parent["runtime"]
-    start, gated = runtime.get("released", 0), runtime["gated"]
-    end = min(gated, start + CHILD_BATCH)
-    ids = [f"{parent['id']}:{i}" for i in range(start, end)]
-    kids = store.get_many_for_update(conn, ids)
+    released, gated = runtime.get("released", 0), runtime["gated"]
     dependency_failed = bool(runtime.get("dependencyFailed")) and not parent["is_cancelled"]
-    sequential = any(d.get("type") == "SEQUENTIAL" for d in parent["spec"].get("dependsOn") or [])
+    from_top = runtime.get("releaseFromTop", dependency_failed)  # fixed by the first batch
+    count = min(CHILD_BATCH, gated - released)
+    if from_top:
+        indices = range(gated - released - 1, gated - released - count - 1, -1)
+    else:
+        indices = range(released, released + count)
+    ids = [f"{parent['id']}:{i}" for i in indices]
+    kids = store.get_many_for_update(conn, ids)
+    sequential = not from_top and any(d.get("type") == "SEQUENTIAL" for d in parent["spec"].get("dependsOn") or [])
     saves: list[tuple[dict[str, Any], dict[str, Any]]] = []
     ended: list[dict[str, Any]] = []
     prev_failed = False
@@ -163,11 +171,11 @@ def _release_batch(conn: Any, parent: dict[str, Any], now: int) -> bool:
         if prev_failed:
             ended.append(kid)
     # The parent first: what the ended children ripple re-reads it (their count of finished children).
-    store.save(conn, parent, {"runtime": {**runtime, "released": end}}, now)
+    store.save(conn, parent, {"runtime": {**runtime, "released": released + count, "releaseFromTop": from_top}}, now)
     store.save_many(conn, saves, now)
     if ended:
         lifecycle.finished_many(conn, ended, now)
-    return end < gated
+    return released + count < gated
 
 
 def _released(kid: dict[str, Any], dependency_failed: bool, prev_failed: bool, now: int) -> dict[str, Any]:
