@@ -79,7 +79,8 @@ def test_exit_zero_and_output(ex: LocalExecutor) -> None:
     assert output(ex, s) == "one\nthree\n" and errors(ex, s) == "two\n"  # stdout and stderr kept apart
     assert handle["executor"] == "local" and handle["pgid"] == handle["pid"]
     assert Path(handle["dir"]) == logstreams.attempt_dir(ex.jobs_root, ACCOUNT, s.job_id, 1)
-    assert Path(handle["output"]) == logstreams.output_dir(ex.output_root, s.job_id, 1)
+    assert handle["output"] == [str(logstreams.output_path(ex.output_root, s.job_id, 1, src))
+                                for src in logstreams.SOURCES]
 
 
 def test_exit_code_three(ex: LocalExecutor) -> None:
@@ -125,7 +126,7 @@ def test_command_not_found_and_not_executable(ex: LocalExecutor, tmp_path: Path)
 
 async def wait_ready(handle: dict) -> None:
     """Until the job printed `ready` (its trap is in place; on a busy machine that can take a while)."""
-    log = Path(handle["output"]) / "stdout.log"
+    log = Path(handle["output"][0])
     for _ in range(6000):
         if "ready" in (log.read_text() if log.exists() else ""):
             return
@@ -228,7 +229,7 @@ def test_adopted_attempt_can_be_terminated(tmp_path: Path) -> None:
     handle = run(LocalExecutor(root).start(s))
     restarted = LocalExecutor(root)
     # Only once the trap is in place does the job ignore SIGTERM (on a busy machine that can take a while).
-    log = Path(handle["output"]) / "stdout.log"
+    log = Path(handle["output"][0])
     deadline = time.monotonic() + 10
     while "ready" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
         time.sleep(0.01)

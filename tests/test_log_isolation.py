@@ -70,11 +70,12 @@ def _read_everything(srv, stream: str) -> list[str]:
 
 # The job finds its own output files through its fds (they are not in its working directory) and puts a FIFO
 # or a symlink in their place and in place of their sidecars (`output.log`/`output.idx`: older layouts).
-_FIND_OUTPUT = 'out=$(readlink /proc/$$/fd/1); d=$(dirname "$out"); echo visible; echo oops >&2; '
+_FIND_OUTPUT = ('out=$(readlink /proc/$$/fd/1); err=$(readlink /proc/$$/fd/2); d=$(dirname "$out"); '
+                'echo visible; echo oops >&2; ')
 HOSTILE = {
-    "fifo": _FIND_OUTPUT + 'for f in "$out" "$d/stderr.log" "$d/stdout.idx" "$d/stderr.idx" "$d/output.idx"; '
+    "fifo": _FIND_OUTPUT + 'for f in "$out" "$err" "${out%log}idx" "${err%log}idx" "$d/output.idx"; '
                            'do rm -f "$f"; mkfifo "$f"; done; echo after',
-    "symlink": _FIND_OUTPUT + 'for f in "$out" "$d/stderr.log"; do rm -f "$f"; ln -s {secret} "$f"; done',
+    "symlink": _FIND_OUTPUT + 'for f in "$out" "$err"; do rm -f "$f"; ln -s {secret} "$f"; done',
 }
 
 
@@ -85,7 +86,7 @@ def test_a_job_replacing_its_output_by_a_fifo_or_symlink_never_stalls_the_server
     secret.chmod(0o600)
     srv = make_server()
     batch = srv.client(**NO_HANG)
-    queue, jd = setup(batch, ["sh", "-c", HOSTILE[kind].format(secret=secret)])
+    queue, jd = setup(batch, ["sh", "-c", HOSTILE[kind].replace("{secret}", str(secret))])
     job = wait_status(batch, submit(batch, queue, jd), "SUCCEEDED")
     stream = job["container"]["logStreamName"]
     with HealthWatch(srv.url):
@@ -188,7 +189,7 @@ def test_run_as_user_keeps_jobs_out_of_the_servers_state_and_output(make_server)
     job_a = _run(alpha, "echo SECRET-OF-ALPHA; id -u")
     assert job_a["status"] == "SUCCEEDED"
     assert _output(srv, ("AKIDALPHA", "alpha-secret-value"), job_a) == "SECRET-OF-ALPHA\n65534"
-    output_a = srv.data_dir / "output" / job_a["jobId"] / "1" / "stdout.log"
+    output_a = srv.data_dir / "output" / job_a["jobId"] / "1.stdout.log"
     assert "SECRET-OF-ALPHA" in output_a.read_text()
     targets = [output_a, srv.data_dir / "batchd.sqlite3", srv.config_path, srv.data_dir]
     probe = "; ".join(f"cat {t} 2>&1 || ls {t} 2>&1" for t in targets) + "; touch mine && echo wrote-cwd; true"
@@ -221,10 +222,11 @@ def test_state_is_private_and_working_dirs_are_outside_it(make_server):
     for name in private + ["batchd.sqlite3-wal", "batchd.sqlite3-shm"]:
         if (data / name).exists() or name in private:
             assert _mode(data / name) == 0o600, name
-    output = data / "output" / job["jobId"] / "1"
-    assert sorted(p.name for p in output.iterdir()) == ["stderr.idx", "stderr.log", "stdout.idx", "stdout.log"]
+    output = data / "output" / job["jobId"]
+    assert sorted(p.name for p in output.iterdir()) == ["1.stderr.idx", "1.stderr.log", "1.stdout.idx",
+                                                        "1.stdout.log"]
     assert {_mode(p) for p in output.iterdir()} == {0o600}
-    assert _mode(output) == _mode(output.parent) == _mode(data / "output") == 0o700
+    assert _mode(output) == _mode(data / "output") == 0o700
     workdir = jobs_root / "123456789012" / job["jobId"] / "1"
     assert job["container"].get("logStreamName") and workdir.is_dir()
     assert {_mode(p) for p in (jobs_root, workdir.parent.parent, workdir.parent, workdir)} == {0o700}

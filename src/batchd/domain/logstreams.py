@@ -4,7 +4,8 @@ Pure: paths are computed, never touched. Two roots (docs/executors.md, "Layout")
 
 * the **jobs root** holds the jobs' working directories, one per account: `<jobs root>/<account>/<job>/<attempt>/`;
 * the **output root** (inside the server's data dir, out of the jobs' working directories) holds what batchd
-  keeps about an attempt: `<output root>/<job>/<attempt>/stdout.log`, `stderr.log` and their timestamp sidecars.
+  keeps about an attempt: `<output root>/<job>/<attempt>.stdout.log`, `<attempt>.stderr.log` and their
+  timestamp sidecars (`.idx`). One directory per job, not per attempt: a directory costs a mkdir per start.
 """
 
 from __future__ import annotations
@@ -57,19 +58,19 @@ def attempt_dir(jobs_root: Path, account: str, job_id: str, attempt: int) -> Pat
     return Path(jobs_root) / _safe_account(account) / _safe_job_id(job_id) / str(attempt)
 
 
-def output_dir(output_root: Path, job_id: str, attempt: int) -> Path:
-    """Where batchd keeps the attempt's output and timestamps (never inside the job's working directory)."""
-    return Path(output_root) / _safe_job_id(job_id) / str(attempt)
+def output_dir(output_root: Path, job_id: str) -> Path:
+    """Where batchd keeps the job's output and timestamps (never inside a job's working directory)."""
+    return Path(output_root) / _safe_job_id(job_id)
 
 
 def output_path(output_root: Path, job_id: str, attempt: int, source: str = STDOUT) -> Path:
     """The file that receives the attempt's stdout (or stderr)."""
-    return output_dir(output_root, job_id, attempt) / f"{source}.log"
+    return output_dir(output_root, job_id) / f"{attempt}.{source}.log"
 
 
 def index_path(output_root: Path, job_id: str, attempt: int, source: str = STDOUT) -> Path:
     """The timestamp sidecar of one output file (`store.logfiles`)."""
-    return output_dir(output_root, job_id, attempt) / f"{source}.idx"
+    return output_dir(output_root, job_id) / f"{attempt}.{source}.idx"
 
 
 def legacy_attempt_dir(data_dir: Path, job_id: str, attempt: int) -> Path:

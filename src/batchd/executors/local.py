@@ -3,8 +3,8 @@
 Layout of one attempt: its working directory (`logstreams.attempt_dir`, under the jobs root and its account)
 holds `held`, `started` and `exit_code`; `exit_code` is written by a tiny `sh` wrapper when the command ends, so
 the status survives a batchd restart (a restarted server is no longer the parent and cannot `waitpid` the job).
-Its output (`logstreams.output_dir`, in the server's data dir) holds `stdout.log` and `stderr.log`, which the
-job writes straight to, and their timestamp sidecars, kept by the `OutputWatcher` thread. Every file of the
+Its output (`logstreams.output_path`, in the server's data dir) is `<attempt>.stdout.log` and
+`<attempt>.stderr.log`, which the job writes straight to, and their timestamp sidecars, kept by the `OutputWatcher` thread. Every file of the
 working directory is the job's to replace: batchd reads them without following symlinks or waiting on FIFOs
 (`logfiles.read_small_file`) and creates its own there only with O_EXCL | O_NOFOLLOW.
 
@@ -146,24 +146,24 @@ class LocalExecutor:
 
     def output_files(self, job_id: str, attempt: int) -> list[OutputFile]:
         """(output file, sidecar) of the attempt's stdout and stderr."""
-        return [(logstreams.output_path(self.output_root, job_id, attempt, source),
-                 logstreams.index_path(self.output_root, job_id, attempt, source)) for source in logstreams.SOURCES]
+        out = logstreams.output_dir(self.output_root, job_id)
+        return [(out / f"{attempt}.{source}.log", out / f"{attempt}.{source}.idx") for source in logstreams.SOURCES]
 
-    def _prepare(self, spec: LaunchSpec) -> tuple[Path, list[int]]:
+    def _prepare(self, spec: LaunchSpec, output: list[OutputFile]) -> tuple[Path, list[int]]:
         """The attempt's working directory and its stdout and stderr fds (opened O_APPEND, not inheritable)."""
         workdir = logstreams.attempt_dir(self.jobs_root, spec.account, spec.job_id, spec.attempt)
         _make_dirs(workdir.parent, self._dir_mode)
-        _make_dirs(workdir, 0o700)
+        if not _make_dirs(workdir, 0o700):
+            for leftover in (EXIT_CODE_FILE, STARTED_FILE, HELD_FILE):  # a re-run of the same attempt
+                with contextlib.suppress(FileNotFoundError):
+                    (workdir / leftover).unlink()
         if self.run_as is not None:
             os.chown(workdir, self.run_as.pw_uid, self.run_as.pw_gid)
-        for leftover in (EXIT_CODE_FILE, STARTED_FILE, HELD_FILE):  # a re-run of the same attempt
-            with contextlib.suppress(FileNotFoundError):
-                (workdir / leftover).unlink()
         _create_private(workdir / HELD_FILE, b"")
-        _make_dirs(logstreams.output_dir(self.output_root, spec.job_id, spec.attempt), 0o700)
+        _make_dirs(output[0][0].parent, 0o700)
         fds: list[int] = []
         try:
-            for path, _ in self.output_files(spec.job_id, spec.attempt):
+            for path, _ in output:
                 fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
                 if fd is None:
                     raise FileNotFoundError(errno.ENOENT, f"cannot create {path}")
@@ -177,8 +177,9 @@ class LocalExecutor:
     async def start(self, spec: LaunchSpec) -> dict[str, Any]:
         if not spec.command:
             raise ExecutorStartError("the job has no command to run")
+        output = self.output_files(spec.job_id, spec.attempt)
         try:
-            workdir, (out_fd, err_fd) = self._prepare(spec)
+            workdir, (out_fd, err_fd) = self._prepare(spec, output)
         except OSError as exc:
             raise ExecutorStartError(f"cannot prepare the attempt's directories: {exc}") from exc
         script = _WRAPPER.format(unset="" if "PWD" in spec.environment else "unset PWD; ")
@@ -202,7 +203,6 @@ class LocalExecutor:
         finally:
             os.close(out_fd)
             os.close(err_fd)
-        output = self.output_files(spec.job_id, spec.attempt)
         self.output_watcher.watch(output)
         started_at = int(time.time() * 1000)
         stat = _proc_stat(proc.pid)  # a zombie still has its stat until we reap it, so this cannot miss
@@ -217,7 +217,7 @@ class LocalExecutor:
             "startTime": start_time,
             "bootId": _BOOT_ID,
             "dir": str(workdir),
-            "output": str(logstreams.output_dir(self.output_root, spec.job_id, spec.attempt)),
+            "output": [str(path) for path, _ in output],
             "startedAt": started_at,
             "image": spec.extra.get("image"),
         }
@@ -341,9 +341,9 @@ class LocalExecutor:
 
     def _output_of(self, handle: dict[str, Any]) -> list[OutputFile]:
         out = handle.get("output")
-        if not isinstance(out, str):
+        if not isinstance(out, list) or not all(isinstance(p, str) and p.endswith(".log") for p in out):
             return []  # an attempt of an older version: its output.log is stamped when read
-        return [(Path(out) / f"{s}.log", Path(out) / f"{s}.idx") for s in logstreams.SOURCES]
+        return [(Path(p), Path(p[: -len(".log")] + ".idx")) for p in out]
 
     def _watch(self, pid: int, start_time: int, pgid: int, output: list[OutputFile] | None = None) -> _Watch:
         loop = asyncio.get_running_loop()
@@ -484,17 +484,31 @@ def _read_exit_code(workdir: Path) -> int | None:
     return int(text) if text.isdigit() and len(text) <= 3 else None
 
 
-def _make_dirs(path: Path, mode: int) -> None:
-    """Create `path` and missing parents with `mode` (pathlib gives parents the default mode)."""
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import, before any thread runs
+
+
+def _make_dirs(path: Path, mode: int) -> bool:
+    """Create `path` and missing parents with `mode` (pathlib gives parents the default mode); False if it
+    existed already."""
     try:
-        path.mkdir(mode=mode)
+        os.mkdir(path, mode)
     except FileExistsError:
-        return
+        return False
     except FileNotFoundError:
         _make_dirs(path.parent, mode)
-        with contextlib.suppress(FileExistsError):
-            path.mkdir(mode=mode)
-    os.chmod(path, mode)  # the umask may have taken bits away
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            return False
+    if mode & _UMASK:
+        os.chmod(path, mode)  # the umask took bits away
+    return True
 
 
 def _create_private(path: Path, data: bytes) -> None:

@@ -71,14 +71,18 @@ class OutputWatcher:
         self._stopping = False
         self._warned = False
         self._flushes: deque[threading.Event] = deque()
+        self._poked = False
 
     def watch(self, files: list[OutputFile]) -> None:
         """Start stamping these files (and stamp what they hold already)."""
         self._send("watch", files)
 
     def unwatch(self, files: list[OutputFile]) -> None:
-        """Stamp what these files hold now, then stop watching them."""
-        self._send("unwatch", files)
+        """Stamp what these files hold now, then stop watching them.
+
+        Not urgent (the last bytes get the file's mtime whenever this runs): it waits for the thread's next
+        wake-up instead of causing one, which keeps the cost of a short job low."""
+        self._send("unwatch", files, poke=False)
 
     def close(self) -> None:
         with self._lock:
@@ -101,7 +105,7 @@ class OutputWatcher:
 
     # -- the thread ------------------------------------------------------------------------------------
 
-    def _send(self, kind: str, files: list[OutputFile]) -> None:
+    def _send(self, kind: str, files: list[OutputFile], poke: bool = True) -> None:
         if self._libc is None or not files:
             return
         with self._lock:
@@ -110,7 +114,11 @@ class OutputWatcher:
             if self._thread is None and not self._start():
                 return
             self._commands.append((kind, files))
-            os.write(self._wake_w, b"x")
+            if len(self._commands) > 1024:
+                poke = True  # bound the backlog of unwatches
+            if poke and not self._poked:  # one wake-up for everything queued until the thread runs
+                self._poked = True
+                os.write(self._wake_w, b"x")
 
     def _start(self) -> bool:
         assert self._libc is not None
@@ -130,18 +138,19 @@ class OutputWatcher:
         poller.register(self._fd, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
         while True:
-            ready = {fd for fd, _ in poller.poll()}
+            ready = {fd for fd, _ in poller.poll(1000)}  # at least once a second: queued unwatches
             if self._wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_r, 4096)
-                if self._run_commands():
-                    return
             if self._fd in ready:
                 self._on_events()
+            if self._run_commands():  # also the unwatches queued without a wake-up
+                return
 
     def _run_commands(self) -> bool:
         while True:
             with self._lock:
+                self._poked = False
                 if not self._commands:
                     if self._stopping:
                         os.close(self._fd)

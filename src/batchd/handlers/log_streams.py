@@ -68,7 +68,7 @@ class Roots:
         return logstreams.attempt_dir(self.jobs, s.account, s.job_id, s.attempt)
 
     def exists(self, s: Stream) -> bool:
-        return os.path.lexists(logstreams.output_dir(self.output, s.job_id, s.attempt)) or os.path.lexists(
+        return os.path.lexists(logstreams.output_path(self.output, s.job_id, s.attempt)) or os.path.lexists(
             logstreams.legacy_attempt_dir(self.data_dir, s.job_id, s.attempt)
         )
 

@@ -1,7 +1,7 @@
 """Reading a job attempt's output as CloudWatch-style log events, by byte offset, without loading it whole.
 
-Files. An attempt has two output files, `stdout.log` and `stderr.log` (`domain.logstreams`), each with a
-timestamp sidecar (`stdout.idx`, `stderr.idx`). All of them live in the server's data dir, out of the job's
+Files. An attempt has two output files, `<attempt>.stdout.log` and `<attempt>.stderr.log`
+(`domain.logstreams`), each with a timestamp sidecar (`.idx` instead of `.log`). All of them live in the server's data dir, out of the job's
 working directory. A job can still reach them (same uid) and replace them by a FIFO, a symlink or a device, so
 every open here is `O_NONBLOCK | O_NOFOLLOW` and anything but a regular file is refused (read as empty, never
 waited on or followed). Nothing here runs on the event loop: the handlers call it on a small thread pool.
