@@ -231,3 +231,16 @@ def test_state_is_private_and_working_dirs_are_outside_it(make_server):
     assert job["container"].get("logStreamName") and workdir.is_dir()
     assert {_mode(p) for p in (jobs_root, workdir.parent.parent, workdir.parent, workdir)} == {0o700}
     assert data not in workdir.parents
+
+
+def test_a_jobs_dir_inside_the_data_dir_is_refused(tmp_path):
+    data = tmp_path / "data"
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchd", "serve", "--port", "0", "--data-dir", str(data)],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "BATCHD_JOBS_DIR": str(data / "j")},
+    )
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == [
+        f"batchd: jobs_dir {data / 'j'} must be outside the data dir {data} (and not contain it): "
+        "jobs must not start inside the server's state"
+    ]
