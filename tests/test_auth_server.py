@@ -227,6 +227,45 @@ def test_tampered_path_is_refused(srv) -> None:
     assert status != 403, resp_headers
 
 
+def logs_signed(url: str, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+    """Headers of a request signed with scope service 'logs' and a CloudWatch Logs X-Amz-Target."""
+    headers = {"X-Amz-Target": "Logs_20140328.GetLogEvents", "Content-Type": "application/x-amz-json-1.1"}
+    req = AWSRequest(method=method, url=url + path, data=body, headers=headers)
+    SigV4Auth(Credentials("AKIDALPHA", "alpha-secret"), "logs", "us-east-1").add_auth(req)
+    return dict(req.headers.items())
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "POST"])
+def test_logs_signature_does_not_run_batch_tag_operations(srv, method: str) -> None:
+    # A Logs-scoped signature sent to a Batch route (here ListTagsForResource / UntagResource / TagResource)
+    # must not run the Batch operation: the signing service must be the one of the operation that runs.
+    batch = srv.client(**ALPHA)
+    skip_unless_implemented(batch, "DescribeComputeEnvironments", "DescribeJobQueues")
+    _, jq = create_ce_and_queue(batch, "tagged")
+    batch.tag_resource(resourceArn=jq, tags={"team": "a"})
+    path = "/v1/tags/" + jq.replace(":", "%3A").replace("/", "%2F")
+    if method == "DELETE":
+        path += "?tagKeys=team"
+    body = b'{"tags": {"x": "y"}}' if method == "POST" else b""
+    status, resp_headers, data = send(srv.url, method, path, body, logs_signed(srv.url, method, path, body))
+    if method == "POST":  # a POST with a Logs target is a Logs request (GetLogEvents), never TagResource
+        assert resp_headers["content-type"] == "application/x-amz-json-1.1", data
+        assert "tags" not in data
+    else:
+        assert (status, resp_headers["x-amzn-errortype"]) == (403, "InvalidSignatureException"), data
+        assert "'batch'" in data["message"]
+    assert batch.list_tags_for_resource(resourceArn=jq)["tags"] == {"team": "a"}
+
+
+def test_batchd_endpoints_take_batch_signatures_only(srv) -> None:
+    path = "/batchd/events?after=0"
+    status, resp_headers, data = send(srv.url, "GET", path, b"", logs_signed(srv.url, "GET", path))
+    assert (status, resp_headers["x-amzn-errortype"]) == (403, "InvalidSignatureException"), data
+    _, headers = signed_request(srv.url, path, b"", method="GET")
+    status, _, data = send(srv.url, "GET", path, b"", headers)
+    assert status == 200 and "events" in data
+
+
 def test_missing_authorization_is_refused(srv) -> None:
     status, resp_headers, data = send(
         srv.url, "POST", "/v1/describejobqueues", b"{}", {"Content-Type": "application/json"}

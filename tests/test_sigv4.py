@@ -33,7 +33,7 @@ class Signed:
     def __init__(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> None:
         self.method, self.path, self.query, self.headers, self.body = method, path, query, headers, body
 
-    def verify(self, now: datetime = NOW, **changes) -> tuple[str, str]:
+    def verify(self, now: datetime = NOW, service: str | None = None, **changes) -> tuple[str, str]:
         args = {
             "method": self.method,
             "raw_path": self.path,
@@ -50,6 +50,7 @@ class Signed:
             args["body"],
             lookup,
             now=now,
+            service=service,
         )
 
 
@@ -339,6 +340,20 @@ def test_wrong_scope_service() -> None:
         403,
         sign(path="/", headers={"X-Amz-Target": "Logs_20140328.GetLogEvents"}).verify,
     )
+
+
+def test_logs_target_on_a_batch_route_needs_a_batch_signature() -> None:
+    # Only a POST with a Logs target is a Logs request; GET/DELETE /v1/tags/{arn} is a Batch operation
+    # whatever X-Amz-Target says, so a Logs-scoped signature must not pass for it.
+    target = {"X-Amz-Target": "Logs_20140328.GetLogEvents"}
+    for method in ("GET", "DELETE"):
+        err = expect("InvalidSignatureException", 403,
+                     sign(method=method, path=TAG_PATH, body=b"", service="logs", headers=target).verify)
+        assert "'batch'" in err.message
+        assert sign(method=method, path=TAG_PATH, body=b"", headers=target).verify() == ("AKIDALPHA", "us-east-1")
+    # the service the caller names (the operation that runs) wins over the header
+    signed = sign(path="/", service="logs", headers=target)
+    expect("InvalidSignatureException", 403, signed.verify, service="batch")
 
 
 def test_unsigned_target_header_is_refused() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -10,6 +11,9 @@ from pathlib import Path
 
 DEFAULT_PORT = 8780
 DEV_ACCOUNT = "123456789012"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_POSITIVE = ("max_connections", "connection_idle_timeout_seconds", "request_header_timeout_seconds",
+             "request_body_timeout_seconds", "max_header_bytes", "body_buffer_budget_bytes")
 
 
 class ConfigError(Exception):
@@ -50,6 +54,24 @@ class Settings:
     server_id: str | None = None
     # Compute environments (names) whose jobs this server runs on its local executor; "*" = all.
     compute_environments: list[str] = field(default_factory=lambda: ["*"])
+    # Open client connections at most (also bounded by half the open-file limit); when full, a new
+    # connection closes the one idle the longest (api/connections.py).
+    max_connections: int = 4096
+    # Seconds a connection may stay open with no request in progress: before its first byte, and between
+    # requests (keep-alive).
+    connection_idle_timeout_seconds: float = 5.0
+    # Seconds from a request's first byte until its headers are complete.
+    request_header_timeout_seconds: float = 10.0
+    # Seconds from the end of a request's headers until its body is complete (also: the most a response may
+    # wait for a client that does not read it).
+    request_body_timeout_seconds: float = 30.0
+    # Bytes of request line and headers accepted (431 beyond).
+    max_header_bytes: int = 16384
+    # Bytes of request bodies received at once before their signature is checked (each counts its
+    # Content-Length, at least 64 KiB); a request beyond gets 429 TooManyRequestsException.
+    body_buffer_budget_bytes: int = 64 * 1024 * 1024
+    # Log level of the server's terminal: debug, info (job state changes and refused requests), warning, error.
+    log_level: str = "info"
     # Jobs' working directories (default: `<data_dir>-jobs`, beside the data dir, never inside it).
     jobs_dir: str | None = None
     # Several accounts' jobs run as host processes of one user: they can read each other's files. Say yes.
@@ -78,6 +100,12 @@ class Settings:
             )
         if self.terminate_grace_seconds < 0:
             raise ConfigError("terminate_grace_seconds must be >= 0")
+        for name in _POSITIVE:
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a number > 0, not {value!r}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"log_level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         accounts = {c.account_id for c in self.credentials}
         if len(accounts) > 1 and not self.allow_shared_host_accounts:
             raise ConfigError(
@@ -106,6 +134,7 @@ def _is_loopback(host: str) -> bool:
 
 
 _SCALARS = {f.name: f for f in fields(Settings) if f.name != "credentials"}
+_CREDENTIAL_KEYS = {"access_key_id", "secret_access_key", "account_id"}
 _LISTS = {"compute_environments"}
 
 
@@ -168,6 +197,12 @@ def _read_toml(path: Path) -> tuple[dict[str, object], list[Credential]]:
         raise ConfigError("config: [[credentials]] must be an array of tables")
     creds = []
     for i, entry in enumerate(raw_creds):
+        unknown = sorted(set(entry) - _CREDENTIAL_KEYS) if isinstance(entry, dict) else []
+        if unknown:  # most often a setting written after a [[credentials]] table, which TOML puts inside it
+            raise ConfigError(
+                f"config: credentials entry {i + 1} has unknown key(s) {', '.join(unknown)}; settings go before "
+                "the first [[credentials]] table (or under [server])"
+            )
         try:
             creds.append(
                 Credential(

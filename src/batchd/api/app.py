@@ -1,13 +1,16 @@
 """The HTTP front: a small ASGI app (no framework on the hot path).
 
-A request flows: read body (size-capped) -> route from the botocore model -> authenticate (SigV4) ->
-decode JSON -> bind URI/query members -> validate against the input shape -> handler -> JSON response.
-Every answer carries x-amzn-RequestId; every error is rest-json `{"__type", "message"}` with x-amzn-ErrorType.
+A request flows: check the signature's headers (SigV4, before any body byte is buffered) -> read the body
+(size-capped, within the server's body budget) -> check the signature over it -> route from the botocore model
+-> decode JSON -> bind URI/query members -> validate against the input shape -> handler -> JSON response.
+Every answer carries x-amzn-RequestId; every error is rest-json `{"__type", "message"}` with x-amzn-ErrorType,
+and is logged at INFO (logger `batchd.api`: method, path, status, code, message, access key id; never a secret).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -18,7 +21,7 @@ from batchd.api import model, validate
 from batchd.api.auth import Authenticator
 from batchd.api.errors import ApiError, ClientException, NotImplementedOperation, ServerException
 from batchd.api.registry import HANDLERS, RequestContext
-from batchd.api.sigv4 import headers_from_asgi
+from batchd.api.sigv4 import access_key_of, headers_from_asgi, is_logs_request
 from batchd.api.validate import BODY_LIMITS, validate_request
 from batchd.store import resources
 
@@ -36,19 +39,54 @@ _READS_AND_JOB_OPS = frozenset({
     "ListSchedulingPolicies", "ListTagsForResource", "GetJobQueueSnapshot",
 })
 _AMZ_JSON = b"application/x-amz-json-1.1"
+_CLOSE = (b"connection", b"close")
+# Each body being received counts at least this much against the body budget, so that many requests with a
+# small Content-Length whose body never comes cannot hold every connection (64 MiB / 64 KiB = 1,024 at once).
+MIN_BODY_RESERVATION = 64 * 1024
+
+
+class ClientGone(Exception):
+    """The connection closed (or was timed out) before the request's body had arrived: nothing to answer."""
+
+
+class BodyBudget:
+    """Bytes of request bodies being received at once, before their signature can be checked. Each request
+    reserves its declared Content-Length (at least MIN_BODY_RESERVATION; MAX_BODY when chunked) before reading
+    and gives it back once read, so what unauthenticated clients can make the server buffer is bounded."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.reserved = 0
+
+    def reserve(self, n: int) -> None:
+        if self.reserved + n > self.limit:
+            raise ApiError(
+                f"The server is already receiving {self.reserved} bytes of request bodies (limit {self.limit}); "
+                "retry the request",
+                code="TooManyRequestsException",
+                status=429,
+            )
+        self.reserved += n
+
+    def release(self, n: int) -> None:
+        self.reserved -= n
 
 
 class Response:
-    __slots__ = ("status", "body", "headers")
+    __slots__ = ("status", "body", "headers", "error")
 
-    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        self.status, self.body, self.headers = status, body, headers
+    def __init__(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]], error: ApiError | None = None
+    ) -> None:
+        self.status, self.body, self.headers, self.error = status, body, headers, error
 
 
 class BatchdASGI:
     def __init__(self, service: Any) -> None:
         self.service = service
         self.auth = Authenticator(service.settings.credentials)
+        self.body_budget = BodyBudget(service.settings.body_buffer_budget_bytes)
+        self.log_refused = RefusalLog()
         validate.set_min_attempt_duration(service.settings.min_attempt_duration_seconds)
         validate.set_min_state_time_limit(service.settings.min_state_time_limit_seconds)
         # Import the handler modules so that they register.
@@ -63,6 +101,8 @@ class BatchdASGI:
         request_id = str(uuid.uuid4())
         try:
             resp = await self._handle(scope, receive, request_id)
+        except ClientGone:
+            return
         except ApiError as exc:
             resp = _error(exc, request_id, _JSON)
         except DBAPIError as exc:  # e.g. a full disk: the transaction rolled back, nothing was committed
@@ -71,6 +111,8 @@ class BatchdASGI:
         except Exception:  # a real server fault: say so, log the trace, never drop the connection
             log.exception("unhandled error (request %s)", request_id)
             resp = _error(ServerException("Internal server error"), request_id, _JSON)
+        if resp.error is not None and resp.status < 500:  # 5xx are logged above, with their cause
+            self.log_refused(scope, resp, request_id)
         await send(
             {
                 "type": "http.response.start",
@@ -111,14 +153,23 @@ class BatchdASGI:
                     "scheduler": bool(sched and sched.cluster.is_leader)}
             return Response(200, orjson.dumps(info), [(b"content-type", _JSON)])
 
-        body = await _read_body(receive, headers)
-        target = headers.get("x-amz-target", "")
-        if target.startswith(LOGS_TARGET_PREFIX) and method == "POST":
-            return await self._logs(scope, raw_path_s, headers, body, target, request_id)
-
-        # Authenticate before routing: with credentials configured, nobody unauthenticated learns anything,
-        # not even which paths exist (dev mode only parses the region out of the header).
-        caller = self.auth.authenticate(method, raw_path_s, _qs(scope), headers, body)
+        # The operation's service (and so the signature's scope) is decided here, once, by the same rule
+        # that routes the request: a Logs-scoped signature can never run a Batch operation, nor the reverse.
+        is_logs = is_logs_request(method, headers)
+        query_string = _qs(scope)
+        try:
+            # Authenticate before routing, and check all the headers can tell before buffering the body: with
+            # credentials configured, nobody unauthenticated learns anything, not even which paths exist, nor
+            # makes the server hold their upload (dev mode only parses the region out of the header).
+            checked = self.auth.check_headers(method, query_string, headers, "logs" if is_logs else "batch")
+            body = await self._read_body(receive, headers)
+        except ApiError as exc:  # the body was not read (or not whole): answer and close the connection
+            resp = _logs_error(exc, request_id) if is_logs else _error(exc, request_id, _JSON)
+            resp.headers.append(_CLOSE)
+            return resp
+        if is_logs:
+            return await self._logs(checked, scope, raw_path_s, headers, body, request_id)
+        caller = self.auth.check_signature(checked, method, raw_path_s, body)
         ctx = RequestContext(caller.account, caller.region, request_id, self.service, caller.access_key_id)
         query = model.query_params(scope.get("query_string", b""))
         route, label, other_method = model.match(method, raw_path_s)
@@ -147,11 +198,11 @@ class BatchdASGI:
         return Response(200, orjson.dumps(result if result is not None else {}), [(b"content-type", _JSON)])
 
     async def _logs(
-        self, scope: dict, raw_path: str, headers: dict[str, str], body: bytes, target: str, request_id: str
+        self, checked: Any, scope: dict, raw_path: str, headers: dict[str, str], body: bytes, request_id: str
     ) -> Response:
-        op = target[len(LOGS_TARGET_PREFIX):]
+        op = headers["x-amz-target"][len(LOGS_TARGET_PREFIX):]
         try:
-            caller = self.auth.authenticate("POST", raw_path, _qs(scope), headers, body)
+            caller = self.auth.check_signature(checked, "POST", raw_path, body)
             params = _decode_json(body)
             handler = HANDLERS.get("logs:" + op)
             if handler is None:
@@ -162,39 +213,50 @@ class BatchdASGI:
             ctx = RequestContext(caller.account, caller.region, request_id, self.service, caller.access_key_id)
             result = await handler(ctx, params)
         except ApiError as exc:
-            if exc.code == "ClientException":
-                exc = ApiError(exc.message, code="InvalidParameterException", status=400)
-            return _error(exc, request_id, _AMZ_JSON)
+            return _logs_error(exc, request_id)
         return Response(200, orjson.dumps(result), [(b"content-type", _AMZ_JSON)])
+
+    async def _read_body(self, receive: Any, headers: dict[str, str]) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None:
+            try:
+                n = int(declared)
+            except ValueError:
+                raise ClientException(f"Content-Length {declared!r} is not a number") from None
+            if n > MAX_BODY:
+                raise ClientException(f"Request body of {n} bytes is too large; the limit is {MAX_BODY} bytes")
+            if n <= 0:
+                return b""
+            reservation = max(n, MIN_BODY_RESERVATION)
+        elif "transfer-encoding" in headers:
+            reservation = MAX_BODY
+        else:
+            return b""  # neither Content-Length nor Transfer-Encoding: the request has no body
+        self.body_budget.reserve(reservation)
+        try:
+            return await _receive_body(receive)
+        finally:
+            self.body_budget.release(reservation)
 
 
 def _qs(scope: dict) -> str:
     return scope.get("query_string", b"").decode("latin-1")
 
 
-async def _read_body(receive: Any, headers: dict[str, str]) -> bytes:
-    declared = headers.get("content-length")
-    if declared is not None:
-        try:
-            n = int(declared)
-        except ValueError:
-            raise ClientException(f"Content-Length {declared!r} is not a number") from None
-        if n > MAX_BODY:
-            raise ClientException(f"Request body of {n} bytes is too large; the limit is {MAX_BODY} bytes")
+async def _receive_body(receive: Any) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone()  # never act on part of a body
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
             raise ClientException(f"Request body is too large; the limit is {MAX_BODY} bytes")
         chunks.append(chunk)
         if not message.get("more_body"):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
 
 
 def _decode_json(body: bytes) -> dict[str, Any]:
@@ -211,4 +273,51 @@ def _decode_json(body: bytes) -> dict[str, Any]:
 
 def _error(exc: ApiError, request_id: str, content_type: bytes) -> Response:
     body = orjson.dumps({"__type": exc.code, "message": exc.message})
-    return Response(exc.status, body, [(b"content-type", content_type), (b"x-amzn-errortype", exc.code.encode())])
+    headers = [(b"content-type", content_type), (b"x-amzn-errortype", exc.code.encode())]
+    return Response(exc.status, body, headers, exc)
+
+
+def _logs_error(exc: ApiError, request_id: str) -> Response:
+    if exc.code == "ClientException":  # the Logs API's name for a bad parameter
+        exc = ApiError(exc.message, code="InvalidParameterException", status=400)
+    return _error(exc, request_id, _AMZ_JSON)
+
+
+class RefusalLog:
+    """One INFO line per refused request, at most `per_second` a second (with a burst of as many): a flood of
+    bad requests must cost the server little and not flood its log. A line after a gap says how many were
+    left out."""
+
+    def __init__(self, per_second: float = 50.0) -> None:
+        self.per_second = per_second
+        self.tokens = per_second
+        self.stamp = time.monotonic()
+        self.left_out = 0
+
+    def __call__(self, scope: dict, resp: Response, request_id: str) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        now = time.monotonic()
+        self.tokens = min(self.per_second, self.tokens + (now - self.stamp) * self.per_second)
+        self.stamp = now
+        if self.tokens < 1:
+            self.left_out += 1
+            return
+        self.tokens -= 1
+        error = resp.error
+        assert error is not None
+        auth = target = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                auth = value.decode("latin-1")
+            elif name == b"x-amz-target":
+                target = value.decode("latin-1")[:64]
+        # The path without its query (a presigned request carries its signature there); the access key id is
+        # not a secret; the message is what the client was told.
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")[:200]
+        key = access_key_of({"authorization": auth}, _qs(scope))
+        gap = f"; {self.left_out} more refused requests were not logged" if self.left_out else ""
+        self.left_out = 0
+        log.info("%s %s%s -> %d %s: %s (key %s, request %s%s)", scope["method"], path,
+                 f" ({target})" if target else "", resp.status, error.code, error.message[:300], key, request_id,
+                 gap)

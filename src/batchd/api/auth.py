@@ -1,6 +1,7 @@
 """Who is calling: the account and region of a request.
 
-With credentials configured every request must carry a valid SigV4 signature (api/sigv4.py). In dev mode
+With credentials configured every request must carry a valid SigV4 signature (api/sigv4.py), scoped to the
+service of the operation that runs; its headers are checked before the body is read. In dev mode
 (no credentials) the Authorization header is parsed for its region but not checked, and the account is the
 fixed dev account.
 """
@@ -11,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from batchd.api.errors import AuthError
+from batchd.api.sigv4 import HeadersChecked, check_headers, check_signature
 from batchd.config import DEV_ACCOUNT, Credential
 
 DEFAULT_REGION = "us-east-1"
@@ -33,21 +35,34 @@ class Authenticator:
     def dev_mode(self) -> bool:
         return not self._by_key
 
-    def authenticate(
-        self, method: str, raw_path: str, raw_query: str, headers: dict[str, str], body: bytes
-    ) -> Caller:
-        """Return the caller, or raise AuthError with AWS's code."""
+    def check_headers(
+        self, method: str, raw_query: str, headers: dict[str, str], service: str
+    ) -> Caller | HeadersChecked:
+        """Before the body is read: everything the headers alone decide (api/sigv4.py `check_headers`),
+        for the operation's `service`. In dev mode this is the whole check and returns the Caller."""
         if self.dev_mode:
             return self._dev_caller(headers)
-        from batchd.api.sigv4 import verify_sigv4
+        checked = check_headers(method, raw_query, headers, self._secret_of, service)
+        _check_region(checked.region)
+        return checked
 
-        def lookup(akid: str) -> str | None:
-            cred = self._by_key.get(akid)
-            return cred.secret_access_key if cred else None
-
-        akid, region = verify_sigv4(method, raw_path, raw_query, headers, body, lookup)
-        _check_region(region)
+    def check_signature(self, checked: Caller | HeadersChecked, method: str, raw_path: str, body: bytes) -> Caller:
+        """After the body is read: the signature over it. Returns the caller, or raises AuthError."""
+        if isinstance(checked, Caller):
+            return checked
+        akid, region = check_signature(checked, method, raw_path, body)
         return Caller(self._by_key[akid].account_id, region, akid)
+
+    def authenticate(
+        self, method: str, raw_path: str, raw_query: str, headers: dict[str, str], body: bytes, service: str
+    ) -> Caller:
+        """Both phases at once; return the caller, or raise AuthError with AWS's code."""
+        checked = self.check_headers(method, raw_query, headers, service)
+        return self.check_signature(checked, method, raw_path, body)
+
+    def _secret_of(self, akid: str) -> str | None:
+        cred = self._by_key.get(akid)
+        return cred.secret_access_key if cred else None
 
     def _dev_caller(self, headers: dict[str, str]) -> Caller:
         auth = headers.get("authorization", "")

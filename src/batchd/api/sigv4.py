@@ -10,8 +10,9 @@ Rules (see docs/authentication.md):
 * Authorization header `AWS4-HMAC-SHA256 Credential=AKID/YYYYMMDD/region/service/aws4_request,
   SignedHeaders=a;b;c, Signature=hex`. Presigned query auth (`X-Amz-Algorithm`, `X-Amz-Credential`,
   `X-Amz-Date`, `X-Amz-Expires`, `X-Amz-SignedHeaders`, `X-Amz-Signature` in the query) is also accepted.
-* Service in the credential scope: `logs` for CloudWatch Logs requests (X-Amz-Target `Logs_20140328.*`),
-  `batch` for everything else.
+* Service in the credential scope: the service of the operation that runs: `logs` for CloudWatch Logs
+  requests (a POST with X-Amz-Target `Logs_20140328.*`, `is_logs_request`), `batch` for every other request,
+  batchd's own `/batchd/` endpoints included.
 * `host` and `x-amz-date` (and `x-amz-target` when present) must be signed, because they decide what the
   request means.
 * X-Amz-Date must be within 5 minutes of the server's clock; the scope date must be its date.
@@ -25,8 +26,9 @@ Rules (see docs/authentication.md):
 * Header values are trimmed and inner whitespace runs collapsed; repeated headers must reach us joined
   with ',' (use `headers_from_asgi`).
 
-Nothing secret is logged: a refused request is logged (INFO, logger `batchd.auth`) with its method, path,
-access key id, error code and message; never the secret, the signature or a session token.
+Verification has two phases so that nothing is buffered for a request that cannot be authentic:
+`check_headers` runs before the body is read, `check_signature` after. Nothing here logs; api/app.py logs
+each refused request with the access key id (`access_key_of`), never the secret, signature or a token.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from __future__ import annotations
 import calendar
 import hashlib
 import hmac
-import logging
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -44,8 +45,6 @@ from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from batchd.api.errors import AuthError
-
-log = logging.getLogger("batchd.auth")
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW_SECONDS = 300
@@ -78,6 +77,28 @@ def _invalid(message: str) -> AuthError:
     return AuthError("InvalidSignatureException", message, 403)
 
 
+def is_logs_request(method: str, headers: dict[str, str]) -> bool:
+    """Whether a request is a CloudWatch Logs one: a POST with X-Amz-Target `Logs_20140328.*`. The same rule
+    routes the request (api/app.py) and names the service its signature must be scoped to, so a signature
+    for one service can never run an operation of the other."""
+    if method != "POST":
+        return False
+    target = headers.get("x-amz-target")
+    return target is not None and target.startswith(LOGS_TARGET_PREFIX)
+
+
+class HeadersChecked:
+    """A request whose headers passed every SigV4 check; only the signature, which covers the body's hash,
+    is left to check (`check_signature`, once the body is read)."""
+
+    __slots__ = ("akid", "region", "service", "scope_date", "amz_date", "query", "canonical_headers",
+                 "signed_line", "signature", "declared_sha256", "secret")
+
+    def __init__(self, **values: Any) -> None:
+        for name, value in values.items():
+            setattr(self, name, value)
+
+
 def verify_sigv4(
     method: str,
     raw_path: str,
@@ -86,31 +107,29 @@ def verify_sigv4(
     body: bytes,
     lookup_secret: Callable[[str], str | None],
     now: datetime | None = None,
+    service: str | None = None,
 ) -> tuple[str, str]:
     """Check the SigV4 signature of a request; return (access_key_id, region) or raise AuthError.
 
     raw_path and raw_query are exactly as on the request line (still percent-encoded; ASGI `raw_path` and
     `query_string` decoded as latin-1); header names are lower-case; body is the raw bytes received.
+    `service` is the service of the operation that runs (default: by `is_logs_request`).
     """
-    try:
-        return _verify(method, raw_path, raw_query, headers, body, lookup_secret, now)
-    except AuthError as exc:
-        # The access key id is not a secret; the signature, the secret and the session token are never logged.
-        m = _KEY_RE.search(headers.get("authorization", "") or raw_query)
-        key = m.group(1)[:32] if m else "-"
-        log.info("%s %s refused: key %s: %s: %s", method, raw_path[:128], key, exc.code, exc.message)
-        raise
+    checked = check_headers(method, raw_query, headers, lookup_secret, service, now)
+    return check_signature(checked, method, raw_path, body)
 
 
-def _verify(
+def check_headers(
     method: str,
-    raw_path: str,
     raw_query: str,
     headers: dict[str, str],
-    body: bytes,
     lookup_secret: Callable[[str], str | None],
-    now: datetime | None,
-) -> tuple[str, str]:
+    service: str | None = None,
+    now: datetime | None = None,
+) -> HeadersChecked:
+    """Everything that can be checked before the body arrives: the Authorization header (or presigned query)
+    is present and well-formed, the scope's service is `service`, its date and the X-Amz-Date are within the
+    window, the headers that decide what the request means are signed, and the access key is known."""
     auth = headers.get("authorization")
     if auth:
         if raw_query and ("X-Amz-Signature=" in raw_query or "X-Amz-Algorithm=" in raw_query):
@@ -120,10 +139,10 @@ def _verify(
             )
         m = _AUTH_RE.match(auth)
         if m is not None:  # the shape every SDK sends
-            akid, scope_date, region, service, signed_value, signature = m.groups()
+            akid, scope_date, region, scope_service, signed_value, signature = m.groups()
             _check_scope_date(scope_date)
         else:
-            akid, scope_date, region, service, signed_value, signature = _parse_authorization(auth)
+            akid, scope_date, region, scope_service, signed_value, signature = _parse_authorization(auth)
         amz_date = headers.get("x-amz-date")
         if amz_date is None:
             raise _incomplete(
@@ -133,17 +152,62 @@ def _verify(
         query = raw_query
         expires = None
     elif raw_query and "X-Amz-Algorithm=" in raw_query:
-        akid, scope_date, region, service, signed_value, signature, amz_date, expires, query = (
+        akid, scope_date, region, scope_service, signed_value, signature, amz_date, expires, query = (
             _parse_presigned(raw_query)
         )
     else:
         raise AuthError("MissingAuthenticationTokenException", MSG_MISSING, 403)
 
-    target = headers.get("x-amz-target")
-    expected_service = "logs" if target is not None and target.startswith(LOGS_TARGET_PREFIX) else "batch"
-    if service != expected_service:
-        raise _invalid(f"Credential should be scoped to correct service: '{expected_service}'. ")
+    if service is None:
+        service = "logs" if is_logs_request(method, headers) else "batch"
+    if scope_service != service:
+        raise _invalid(f"Credential should be scoped to correct service: '{service}'. ")
+    _check_time(amz_date, scope_date, expires, now)
+    signed, signed_line = _parse_signed_headers(signed_value)
+    canonical_headers = _canonical_headers(signed, headers, expires is None)
 
+    declared = headers.get("x-amz-content-sha256")
+    if declared is not None and declared.startswith(("UNSIGNED-PAYLOAD", "STREAMING-")):
+        raise _invalid(f"x-amz-content-sha256 '{declared}' is not accepted: batchd requires signed payloads.")
+    secret = lookup_secret(akid)
+    if secret is None:
+        raise AuthError("UnrecognizedClientException", MSG_UNKNOWN_KEY, 403)
+    return HeadersChecked(
+        akid=akid, region=region, service=scope_service, scope_date=scope_date, amz_date=amz_date, query=query,
+        canonical_headers=canonical_headers, signed_line=signed_line, signature=signature,
+        declared_sha256=declared, secret=secret,
+    )
+
+
+def check_signature(checked: HeadersChecked, method: str, raw_path: str, body: bytes) -> tuple[str, str]:
+    """The signature over the request and the body's hash; returns (access_key_id, region)."""
+    payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+    declared = checked.declared_sha256
+    if declared is not None and declared.strip().lower() != payload_hash:
+        raise _invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
+    query = checked.query
+    canonical_request = (
+        f"{method.upper()}\n{_canonical_uri(raw_path)}\n{_canonical_query(query) if query else ''}\n"
+        f"{checked.canonical_headers}\n{checked.signed_line}\n{payload_hash}"
+    )
+    string_to_sign = (
+        f"{ALGORITHM}\n{checked.amz_date}\n{checked.scope_date}/{checked.region}/{checked.service}/aws4_request\n"
+        f"{hashlib.sha256(canonical_request.encode('utf-8')).hexdigest()}"
+    )
+    key = _signing_key(checked.secret, checked.scope_date, checked.region, checked.service)
+    expected = _hmac_hex(key, string_to_sign.encode())
+    if not hmac.compare_digest(expected.encode(), checked.signature.encode("utf-8", "replace")):
+        raise _invalid(MSG_MISMATCH)
+    return checked.akid, checked.region
+
+
+def access_key_of(headers: dict[str, str], raw_query: str) -> str:
+    """The access key id a request names (not a secret: it may be logged), or '-'."""
+    m = _KEY_RE.search(headers.get("authorization", "") or raw_query)
+    return m.group(1)[:32] if m else "-"
+
+
+def _check_time(amz_date: str, scope_date: str, expires: int | None, now: datetime | None) -> None:
     ts = _parse_amz_date(amz_date)
     if scope_date != amz_date[:8]:
         raise _invalid(
@@ -168,47 +232,23 @@ def _verify(
             f"({amz_date} + {expires} sec.)"
         )
 
-    signed, signed_line = _parse_signed_headers(signed_value)
+
+def _canonical_headers(signed: tuple[str, ...], headers: dict[str, str], header_auth: bool) -> str:
     if "host" not in signed:
         raise _incomplete("'Host' must be a 'SignedHeader' in the AWS Authorization.")
-    if expires is None and "x-amz-date" not in signed:
+    if header_auth and "x-amz-date" not in signed:
         raise _incomplete("'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.")
-    if target is not None and "x-amz-target" not in signed:
+    if "x-amz-target" in headers and "x-amz-target" not in signed:
         raise _incomplete("'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization.")
-    canonical_headers = []
+    lines = []
     for name in signed:
         value = headers.get(name)
         if value is None:
             raise _incomplete(f"The header '{name}' is listed in SignedHeaders but is not in the request.")
         if not value.isascii():
             value = _wire_text(value)
-        canonical_headers.append(f"{name}:{' '.join(value.split())}\n")
-
-    payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
-    declared = headers.get("x-amz-content-sha256")
-    if declared is not None and declared.strip().lower() != payload_hash:
-        if declared.startswith(("UNSIGNED-PAYLOAD", "STREAMING-")):
-            raise _invalid(
-                f"x-amz-content-sha256 '{declared}' is not accepted: batchd requires signed payloads."
-            )
-        raise _invalid("The provided 'x-amz-content-sha256' header does not match what was computed.")
-
-    secret = lookup_secret(akid)
-    if secret is None:
-        raise AuthError("UnrecognizedClientException", MSG_UNKNOWN_KEY, 403)
-
-    canonical_request = (
-        f"{method.upper()}\n{_canonical_uri(raw_path)}\n{_canonical_query(query) if query else ''}\n"
-        f"{''.join(canonical_headers)}\n{signed_line}\n{payload_hash}"
-    )
-    string_to_sign = (
-        f"{ALGORITHM}\n{amz_date}\n{scope_date}/{region}/{service}/aws4_request\n"
-        f"{hashlib.sha256(canonical_request.encode('utf-8')).hexdigest()}"
-    )
-    expected = _hmac_hex(_signing_key(secret, scope_date, region, service), string_to_sign.encode())
-    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
-        raise _invalid(MSG_MISMATCH)
-    return akid, region
+        lines.append(f"{name}:{' '.join(value.split())}\n")
+    return "".join(lines)
 
 
 def _parse_authorization(auth: str) -> tuple[str, str, str, str, str, str]:

@@ -15,7 +15,8 @@ from pathlib import Path
 import orjson
 from sqlalchemy import create_engine, event, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from batchd.store.schema import metadata, schema_version
 
@@ -63,8 +64,44 @@ def _json_dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
+# What the store is written and tested for: SQLite (the default) and PostgreSQL through psycopg 3.
+SUPPORTED_DATABASES = (
+    "sqlite:///PATH (the default, in the data dir) or postgresql+psycopg://USER@HOST:PORT/DB "
+    "(with pip install -e \".[postgres]\")"
+)
+_DRIVERS = {("sqlite", "pysqlite"), ("postgresql", "psycopg")}
+
+
+def supported_url(url: str) -> str:
+    """The URL as SQLAlchemy should get it, or a StoreError of one line saying what is supported: an unknown
+    database, a driver batchd does not use, or one that is not installed (instead of SQLAlchemy's traceback).
+    `postgresql://` means psycopg 3 here (SQLAlchemy's default for it is psycopg2, which batchd does not use)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"{_safe_url(url)} is not a database URL; batchd supports {SUPPORTED_DATABASES}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    except NoSuchModuleError:
+        backend, driver = parsed.drivername, ""
+    if (backend, driver) not in _DRIVERS:
+        raise StoreError(f"database {parsed.drivername}:// is not supported; batchd supports {SUPPORTED_DATABASES}")
+    if driver == "psycopg":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            raise StoreError(
+                'the PostgreSQL driver psycopg is not installed: pip install -e ".[postgres]" '
+                '(or pip install "psycopg[binary]")'
+            ) from None
+    return parsed.render_as_string(hide_password=False)
+
+
 class Database:
     def __init__(self, url: str) -> None:
+        url = supported_url(url)
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         connect_args: dict[str, object] = {}

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from batchd.domain.jobs import render_detail
 from batchd.store.schema import events, job_deps, jobs
+from batchd.store.state_log import log_state_changes
 
 # `detail` (the rendered DescribeJobs record) is read only by DescribeJobs; every other read leaves it out.
 _COLS = [c.name for c in jobs.columns if c.name != "detail"]
@@ -243,9 +244,11 @@ def submitted_jobs(conn: Connection, limit: int) -> list[dict[str, Any]]:
 
 
 def _record(conn: Connection, rows: Iterable[tuple[dict[str, Any], str]], at: int) -> None:
-    batch = [(r["account"], r["region"], r["id"], at, detail) for r, detail in rows]
+    pairs = list(rows)
+    batch = [(r["account"], r["region"], r["id"], at, detail) for r, detail in pairs]
     if batch:
         _run(conn, _sql(conn, ("event",), _INSERT_EVENT), batch, many=True)
+        log_state_changes(r for r, _ in pairs)  # one line per state change on the server's terminal
 
 
 def save(conn: Connection, row: dict[str, Any], changes: dict[str, Any], at: int, event: bool = True) -> dict:
