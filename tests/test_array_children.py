@@ -397,3 +397,60 @@ def test_children_exist_when_submitted_through_a_server_that_does_not_schedule(m
     assert job["statusReason"] == "cancelled through the other server"
     assert _summary(job) == {**ZEROS, "FAILED": 1500}
     assert list(marks.iterdir()) == []
+
+
+# --- the dependency decided while children are being created (on the store, step by step) -------------------
+
+
+@pytest.mark.parametrize("outcome", ["SUCCEEDED", "FAILED"])
+def test_dependency_decided_in_the_middle_of_child_creation(tmp_path, outcome):
+    """The first batch of children is created gated; then the dependency finishes; the rest are created
+    ungated (RUNNABLE, or FAILED), and the gated ones are released the same way: every child once."""
+    from batchd.domain import jobs as J
+    from batchd.scheduler import arrays, lifecycle
+    from batchd.store import jobs as store
+    from batchd.store.db import Database
+
+    if TEST_STORE == "postgresql":
+        from pgtest import fresh_database
+
+        url = fresh_database()
+    else:
+        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    db = Database(url)
+    db.migrate()
+    size = 2 * arrays.CHILD_BATCH + 500
+    base = {
+        "account": "123456789012", "region": "us-east-1", "name": "j", "created_at": 1,
+        "queue_arn": "arn:aws:batch:us-east-1:123456789012:job-queue/q",
+        "jd_arn": "arn:aws:batch:us-east-1:123456789012:job-definition/jd:1", "is_cancelled": False,
+        "is_terminated": False, "attempt": 0, "vcpus": 1.0, "memory": 0, "gpus": 0, "pending_deps": 0,
+        "spec": {"jobDefinitionName": "jd", "container": {"command": ["true"]}}, "runtime": {},
+    }
+    try:
+        with db.tx() as conn:
+            parent = {**base, "id": "p", "status": J.SUBMITTED, "array_size": size, "pending_deps": 1,
+                      "spec": {**base["spec"], "dependsOn": [{"jobId": "dep"}]}}
+            store.insert_jobs(conn, [{**base, "id": "dep", "status": J.RUNNING}, parent])
+            store.insert_deps(conn, [{"job_id": "p", "depends_on": "dep", "type": None}])
+        assert arrays.spawn_children(db, 10) is True
+        assert store.child_status_counts(db.conn, "p") == {J.PENDING: arrays.CHILD_BATCH}
+        with db.tx() as conn:
+            dep = store.get(conn, "dep")
+            store.save(conn, dep, {"status": outcome, "stopped_at": 20}, 20)
+            lifecycle.finished(conn, dep, 20)
+        while arrays.spawn_children(db, 30):
+            pass
+        row = store.get(db.conn, "p")
+        kids = store.children(db.conn, "p")
+        assert [k["array_index"] for k in kids] == list(range(size))
+        if outcome == "SUCCEEDED":
+            assert row["status"] == J.PENDING
+            assert store.child_status_counts(db.conn, "p") == {J.RUNNABLE: size}
+            assert all(k["pending_deps"] == 0 for k in kids)
+        else:
+            assert (row["status"], row["status_reason"]) == (J.FAILED, J.REASON_DEPENDENCY)
+            assert store.child_status_counts(db.conn, "p") == {J.FAILED: size}
+            assert {k["status_reason"] for k in kids} == {J.REASON_DEPENDENCY}
+    finally:
+        db.close()

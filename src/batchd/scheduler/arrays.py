@@ -56,14 +56,15 @@ def spawn_children(db: Any, now: int) -> bool:
             return False
         # Locked: children finishing on other servers update its runtime, and CancelJob may mark it meanwhile.
         parent = store.get_for_update(conn, parents[0]["id"])
-        more = False
-        if parent is not None and parent["status"] not in J.TERMINAL and has_work(parent):
-            runtime = parent["runtime"]
-            if runtime.get("gated", 0) > runtime.get("released", 0) and gate_decided(parent):
-                more = _release_batch(conn, parent, now)
-            else:
-                more = _create_batch(conn, parent, now)
-        return more or len(parents) > 1
+        if parent is None or parent["status"] in J.TERMINAL or not has_work(parent):
+            return len(parents) > 1
+        runtime = parent["runtime"]
+        if runtime.get("gated", 0) > runtime.get("released", 0) and gate_decided(parent):
+            more = _release_batch(conn, parent, now)
+        else:
+            more = _create_batch(conn, parent, now)
+        # (A release can leave children to create, and the other way round: `parent` holds what was saved.)
+        return more or len(parents) > 1 or (parent["status"] not in J.TERMINAL and has_work(parent))
 
 
 def _create_batch(conn: Any, parent: dict[str, Any], now: int) -> bool:
