@@ -230,7 +230,7 @@ def token_values(real_tokens: list[str]) -> list[str]:
     """Page tokens: broken, foreign, and real ones re-encoded with numbers that do not fit."""
     numbers = ["-1", "1" * 25, "9" * 5000, "١", " 1"]
     out = ["!!!", "a", b64("\x00"), b64("jobs"), "x" * 5000, "f/" + "9" * 5000 + "/s", "f/" + "1" * 25 + "/s",
-           "b/-1/s"]
+           "f/" + "9" * 20 + "/s", "b/" + "9" * 20 + "-" + "9" * 20 + "/s", "f/١/s", "b/-1/s"]
     out += [b64(f"{scope}:{n}") for scope in ("jobs", "jd", "ce", "jq", "sp") for n in numbers]
     for token in real_tokens:
         try:
@@ -265,14 +265,15 @@ def values_for(shape: Shape, member: Any, tokens: list[str]) -> list[Any]:
     return out
 
 
-# The values that found faults before, tried on every kind of member (one path per parent shape and member).
+# The values that found faults before, tried on every kind of member. No wrong JSON types here: the validator
+# refuses those generically from the model (tiers 2 and 3 still send them).
 CORE = {
-    "string": ["", 7, "1e30", "inf", "nan", "-1", "1" * 25, "9" * 5000, "y" * 5000, "a\x00b", "%*", "_*"],
-    "number": [-1, 2**63, Raw("1" + "0" * 25), Raw("9" * 5000), 1e30, "5", 1.5],
-    "list": ["x", [None], [{}], [{"value": "x"}], [{"name": None}]],
-    "map": ["x", {"k": None}, {"": "v"}, {"k": 5}, {"k": "\x00"}],
-    "structure": ["x", [{}], {}],
-    "boolean": ["true"],
+    "string": ["", "1e30", "inf", "-1", "1" * 25, "9" * 5000, "y" * 5000, "z" * 60000 + "*", "a\x00b"],
+    "number": [-1, 2**63, Raw("1" + "0" * 25), Raw("9" * 5000), 1e30, 1.5],
+    "list": [[None], [{}], [{"value": "x"}], [{"name": None}]],
+    "map": [{"k": None}, {"": "v"}, {"k": "\x00"}],
+    "structure": [{}],
+    "boolean": [],
 }
 
 
@@ -285,7 +286,7 @@ def core_values(shape: Shape, member: Any, tokens: list[str]) -> list[Any]:
     return out
 
 
-Mutation = tuple[int, tuple[Any, ...], Any]  # (which baseline, concrete path, value)
+Mutation = tuple[int, tuple[Any, ...], Any, bool]  # (which baseline, concrete path, value, a core value)
 
 
 def mutations(
@@ -295,42 +296,55 @@ def mutations(
 
     Each member path goes to the baseline that holds most of it (a path under ecsProperties to the ECS job
     definition), through each list item and map entry that baseline has there.
-    1. every core value on every path the baselines hold (`containerOverrides.environment[0].name` with null,
-       "1e30", 5000 digits...), and on one other path of each (parent shape, member) pair;
+    1. every core value on (up to 2) paths the baselines hold of each (parent shape, member) pair
+       (`containerOverrides.environment[0].name` with null, "1e30", 5000 digits...);
     2. every path once, with a random value of its type;
     3. `extra` more, drawn from all the remaining (path, hostile value) pairs.
+    A member no baseline reaches gets only null, absent and a wrong type in tier 1.
     """
     placed: list[tuple[int, tuple[Any, ...], Shape, bool]] = []  # (baseline, path, shape, held by it)
+    abstract: list[tuple[Any, ...]] = []  # the member path each placed one is a variant of
     groups: dict[tuple[str, Any], list[int]] = {}
     for path, shape in member_paths(root):
         reach = [reaches(path, b) for b in baselines]
         best = [i for i, r in enumerate(reach) if r == max(reach)]
-        # Held when a baseline has all but the last step: then up to two of the baselines that hold most of it.
-        holders = rng.sample(best, min(2, len(best))) if max(reach) >= len(path) - 1 else []
+        # Held when a baseline has all but the last step: then each baseline that holds most of it (two at most
+        # for a top-level member, which every baseline "holds").
+        cap = 2 if len(path) == 1 else len(best)
+        holders = rng.sample(best, min(cap, len(best))) if max(reach) >= len(path) - 1 else []
         for which in holders or [rng.choice(best)]:
             parent = shape_at(root, path[:-1])
             key = (parent.name, path[-1] if parent.type_name == "structure" else "[]")
             for variant in concrete(path, baselines[which], root):
                 groups.setdefault(key, []).append(len(placed))
                 placed.append((which, variant, shape, bool(holders)))
+                abstract.append(path)
     chosen: list[Mutation] = []
     taken: set[tuple[int, tuple[Any, ...], int]] = set()
 
-    def take(where: int, value: Any) -> None:
+    def take(where: int, value: Any, core: bool = False) -> None:
         b, path, _, _ = placed[where]
         key = (b, path, id(value))
         if key not in taken:
             taken.add(key)
-            chosen.append((b, path, value))
+            chosen.append((b, path, value, core))
 
     for members in groups.values():
         held = [m for m in members if placed[m][3]]
-        others = [m for m in members if not placed[m][3]]
-        targets = held + ([rng.choice(others)] if others else [])
-        for where in targets:
+        if held:
+            # Every core value, on two of the places the pair is held, through each list item there (both
+            # resource requirements, not one of them at random).
+            places = sorted({(placed[m][0], abstract[m]) for m in held})
+            picked = set(rng.sample(places, min(2, len(places))))
+            for where in [m for m in held if (placed[m][0], abstract[m]) in picked]:
+                _, path, shape, _ = placed[where]
+                for value in core_values(shape, path[-1], tokens):
+                    take(where, value, core=True)
+        else:  # a member no baseline reaches: null, absent and a wrong type
+            where = rng.choice(members)
             _, path, shape, _ = placed[where]
-            for value in core_values(shape, path[-1], tokens):
-                take(where, value)
+            for value in core_values(shape, path[-1], tokens)[:3]:
+                take(where, value, core=True)
     for where, (_, path, shape, _) in enumerate(placed):
         take(where, rng.choice(values_for(shape, path[-1], tokens)))
     rest = [(where, value) for where, (_, path, shape, _) in enumerate(placed)

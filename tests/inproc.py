@@ -52,6 +52,14 @@ class Reply:
         return self.headers.get("x-amzn-errortype")
 
 
+def _commit_without_waiting(url: str) -> None:
+    import psycopg
+
+    server, _, name = url.replace("postgresql+psycopg://", "postgresql://").rpartition("/")
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+
+
 class _ErrorLog(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -66,6 +74,9 @@ class InProcessServer:
     data_dir: Path
     settings: dict[str, Any] = field(default_factory=dict)
     errors: list[logging.LogRecord] = field(default_factory=list)
+    # False: PostgreSQL commits without waiting for the disk (synchronous_commit=off on the test database), for
+    # tests that send thousands of requests and do not test durability. SQLite commits never wait (WAL, NORMAL).
+    durable: bool = True
 
     async def __aenter__(self) -> InProcessServer:
         await self.start()
@@ -80,6 +91,8 @@ class InProcessServer:
             from pgtest import fresh_database
 
             values["db"] = fresh_database()
+            if not self.durable:
+                _commit_without_waiting(values["db"])
         self.service = Service(Settings(data_dir=self.data_dir, **values))
         self.app = BatchdASGI(self.service)
         self._log = _ErrorLog()

@@ -31,13 +31,13 @@ ARN = f"arn:aws:batch:{REGION}:{ACCOUNT}"
 GROUP = "/aws/batch/job"
 # Random mutations per operation on top of the core ones (fuzzkit.mutations); others get DEFAULT_EXTRA.
 EXTRA = {
-    "SubmitJob": 250, "RegisterJobDefinition": 250, "CreateComputeEnvironment": 100,
-    "UpdateComputeEnvironment": 100, "CreateJobQueue": 100, "UpdateJobQueue": 100, "ListJobs": 150,
-    "CreateSchedulingPolicy": 80, "UpdateSchedulingPolicy": 80, "DescribeJobDefinitions": 50,
-    "TagResource": 60, "UntagResource": 40, "ListTagsForResource": 40, "DescribeJobs": 60,
+    "SubmitJob": 120, "RegisterJobDefinition": 120, "CreateComputeEnvironment": 60,
+    "UpdateComputeEnvironment": 60, "CreateJobQueue": 60, "UpdateJobQueue": 60, "ListJobs": 100,
+    "CreateSchedulingPolicy": 50, "UpdateSchedulingPolicy": 50, "DescribeJobDefinitions": 30,
+    "TagResource": 40, "UntagResource": 30, "ListTagsForResource": 30, "DescribeJobs": 40,
 }
-DEFAULT_EXTRA = 15
-LOGS_EXTRA = 200
+DEFAULT_EXTRA = 5
+LOGS_EXTRA = 100
 # Operations whose failures belong to code this test does not own, left out while they are still broken.
 KNOWN_BROKEN: set[str] = set()
 
@@ -128,7 +128,7 @@ def job_definition(name: str) -> dict[str, Any]:
 
 OTHER_DEFINITIONS = {
     "fzmn": {"type": "multinode", "nodeProperties": {"numNodes": 2, "mainNode": 0, "nodeRangeProperties": [
-        {"targetNodes": "0:1", "container": CONTAINER}]}},
+        {"targetNodes": "0:1", "container": {"image": "busybox", "command": ["true"]}}]}},
     "fzecs": {"type": "container", "ecsProperties": {"taskProperties": [{"containers": [
         {"name": "main", "image": "busybox", "command": ["true"], "essential": True,
          "resourceRequirements": [{"type": "VCPU", "value": "1"}]}]}]}},
@@ -219,7 +219,7 @@ def baselines(run: Run) -> dict[str, list[dict[str, Any]]]:
                 {"name": "main", "command": ["true"], "environment": [{"name": "E", "value": "1"}],
                  "resourceRequirements": [{"type": "MEMORY", "value": "32"}]}]}]}},
             {**submit, "jobDefinition": "fzmn", "nodeOverrides": {"numNodes": 2, "nodePropertyOverrides": [
-                {"targetNodes": "0:1", "containerOverrides": overrides}]}},
+                {"targetNodes": "0:1", "containerOverrides": {"command": ["true"]}}]}},
             {**submit, "jobQueue": "fzfq", "shareIdentifier": "a1", "schedulingPriorityOverride": 3},
         ],
         "RegisterJobDefinition": [job_definition("fzjd")] + [
@@ -287,28 +287,19 @@ async def follow_up(run: Run, name: str, params: dict[str, Any], answer: dict[st
                                                "containerOverrides": {"environment": [{"name": "C"}]}}, what)
         if submitted.status == 200:
             await _use_job(run, submitted.json()["jobId"], what)
-        await run.op("DeregisterJobDefinition", {"jobDefinition": arn}, what)
     elif name == "SubmitJob":
         await _use_job(run, answer["jobId"], what)
     elif name == "CreateComputeEnvironment":
         ce = answer["computeEnvironmentName"]
         await run.op("DescribeComputeEnvironments", {"computeEnvironments": [ce]}, what)
-        for change in ({"maxvCpus": 8}, {"minvCpus": 1, "maxvCpus": 8}, {"desiredvCpus": 2}):
-            await run.op("UpdateComputeEnvironment", {"computeEnvironment": ce, "computeResources": change}, what)
-        await run.op("UpdateComputeEnvironment", {"computeEnvironment": ce, "unmanagedvCpus": 2}, what)
-        queue = await run.op("CreateJobQueue", {"jobQueueName": run.fresh("fzcq"), "priority": 1,
-                                                "state": "DISABLED",
-                                                "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": ce}]},
-                             what)
+        await run.op("UpdateComputeEnvironment", {"computeEnvironment": ce, "computeResources": {"maxvCpus": 8}}, what)
+        await run.op("CreateJobQueue", {"jobQueueName": run.fresh("fzcq"), "priority": 1, "state": "DISABLED",
+                                        "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": ce}]}, what)
         await run.op("UpdateComputeEnvironment", {"computeEnvironment": ce, "state": "DISABLED"}, what)
-        if queue.status == 200:
-            await run.op("DeleteJobQueue", {"jobQueue": queue.json()["jobQueueArn"]}, what)
-        await run.op("DeleteComputeEnvironment", {"computeEnvironment": ce}, what)
     elif name == "UpdateComputeEnvironment":
-        await run.op("DescribeComputeEnvironments", {"computeEnvironments": [answer["computeEnvironmentArn"]]}, what)
-        for change in ({"maxvCpus": 4}, {"minvCpus": 0, "desiredvCpus": 0}):
-            await run.op("UpdateComputeEnvironment", {"computeEnvironment": answer["computeEnvironmentArn"],
-                                                      "computeResources": change, "state": "DISABLED"}, what)
+        arn = answer["computeEnvironmentArn"]
+        await run.op("DescribeComputeEnvironments", {"computeEnvironments": [arn]}, what)
+        await run.op("UpdateComputeEnvironment", {"computeEnvironment": arn, "computeResources": {"maxvCpus": 4}}, what)
     elif name in ("CreateJobQueue", "UpdateJobQueue"):
         queue = answer["jobQueueArn"]
         await run.op("DescribeJobQueues", {"jobQueues": [queue]}, what)
@@ -316,7 +307,6 @@ async def follow_up(run: Run, name: str, params: dict[str, Any], answer: dict[st
                                                "shareIdentifier": "a1"}, what)
         if submitted.status == 200:
             await _use_job(run, submitted.json()["jobId"], what)
-        await run.op("ListJobs", {"jobQueue": queue}, what)
         if name == "CreateJobQueue":
             await run.op("UpdateJobQueue", {"jobQueue": queue, "state": "DISABLED", "priority": 3}, what)
             await run.op("DeleteJobQueue", {"jobQueue": queue}, what)
@@ -333,9 +323,6 @@ async def follow_up(run: Run, name: str, params: dict[str, Any], answer: dict[st
 
 async def _use_job(run: Run, job_id: str, what: str) -> None:
     await run.op("DescribeJobs", {"jobs": [job_id, f"{job_id}:0"]}, what)
-    await run.op("ListJobs", {"jobQueue": "fzq", "filters": [{"name": "JOB_NAME", "values": ["fz*"]}]}, what)
-    await run.op("ListJobs", {"arrayJobId": job_id}, what)
-    await run.op("CancelJob", {"jobId": job_id, "reason": "fuzz"}, what)
 
 
 # --- the three parts of the run ------------------------------------------------------------------------------
@@ -354,14 +341,16 @@ async def fuzz_batch(run: Run) -> None:
         valid = base.get(name) or [fk.minimal(root, run.rng)]
         for baseline in valid:
             await run.op(name, baseline)
-        for which, path, value in fk.mutations(root, valid, run.tokens, run.rng, EXTRA.get(name, DEFAULT_EXTRA)):
+        extra = EXTRA.get(name, DEFAULT_EXTRA)
+        for which, path, value, core in fk.mutations(root, valid, fk.token_values(run.tokens), run.rng, extra):
             request = fk.mutate(valid[which], root, path, value, run.rng)
             name_member = CREATE_NAMES.get(name)
             if name_member and path[0] != name_member:
                 request[name_member] = run.fresh("fzn")  # a new resource each time, not "already exists"
             what = f"{'.'.join(map(str, path))} = {value!r:.80}"
             reply = await run.op(name, request, what)
-            if reply.status == 200 and name in FOLLOWED:
+            # What a core (known-hostile) value made is used next; the random ones only need their own answer.
+            if reply.status == 200 and core and name in FOLLOWED:
                 await follow_up(run, name, request, reply.json() or {}, what)
 
 
@@ -383,7 +372,7 @@ async def fuzz_logs(run: Run) -> None:
         headers = {"x-amz-target": "Logs_20140328." + name, "content-type": "application/x-amz-json-1.1"}
         first = await run.send(f"logs:{name}", "POST", "/", fk.to_json(baseline), headers=headers, what="baseline")
         tokens = [t for k, t in (first.json() or {}).items() if "oken" in k and isinstance(t, str)]
-        for _, path, value in fk.mutations(root, [baseline], run.tokens + tokens, run.rng, LOGS_EXTRA):
+        for _, path, value, _ in fk.mutations(root, [baseline], fk.token_values(tokens), run.rng, LOGS_EXTRA):
             request = fk.mutate(baseline, root, path, value, run.rng)
             what = f"{'.'.join(map(str, path))} = {value!r:.80}"
             await run.send(f"logs:{name}", "POST", "/", fk.to_json(request), headers=headers, what=what)
@@ -415,7 +404,7 @@ async def fuzz_raw(run: Run) -> None:
 
 def test_fuzz_finds_no_server_error(tmp_path: Path) -> None:
     async def main() -> Run:
-        async with InProcessServer(tmp_path / "data") as srv:
+        async with InProcessServer(tmp_path / "data", durable=False) as srv:
             run = Run(srv, random.Random(SEED))
             await setup(run)
             await fuzz_batch(run)
@@ -432,7 +421,8 @@ def test_fuzz_finds_no_server_error(tmp_path: Path) -> None:
     operations = sorted(run.by_operation)
     print(f"\nfuzz: {run.sent} requests, {len(operations)} operations/endpoints in {elapsed:.1f}s "
           f"({len([o for o in operations if ':' not in o and o != 'raw'])} Batch operations); "
-          f"{len(run.failures)} 5xx answers, {len(run.srv.errors)} logged errors")
+          f"{len(run.failures)} 5xx answers, {len(run.srv.errors)} logged errors; most sent: "
+          + ", ".join(f"{op} {n}" for op, n in run.by_operation.most_common(8)))
     failures = [f for f in run.failures if f.split(" ", 1)[0] not in KNOWN_BROKEN]
     logged = [f"{r.name}: {r.getMessage()[:200]}" for r in run.srv.errors]
     assert not failures and not logged, "\n".join(

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from sqlalchemy.exc import DBAPIError
 
-from batchd.api import model, validate
+from batchd.api import decode, model, validate
 from batchd.api.auth import Authenticator
 from batchd.api.errors import ApiError, ClientException, NotImplementedOperation, ServerException
 from batchd.api.registry import HANDLERS, RequestContext
@@ -268,7 +268,7 @@ def _decode_json(body: bytes) -> dict[str, Any]:
         raise ClientException(f"Request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ClientException(f"Request body must be a JSON object, not {type(data).__name__}")
-    return data
+    return decode.without_nul(data, body)
 
 
 def _error(exc: ApiError, request_id: str, content_type: bytes) -> Response:

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 from botocore.model import Shape
 
+from batchd.api.decode import decimal_ok
 from batchd.api.errors import ClientException
 
 # Request-body caps AWS documents per operation (service quotas page); app.py enforces them before decoding.
@@ -91,6 +92,11 @@ class Limit:
     enum_ci: bool = False
     # The value must be an AWS Batch resource ARN.
     arn: bool = False
+    # The member must be given (and not null) although the model leaves it optional.
+    required: bool = False
+    # A string holding a plain decimal number within these bounds (decode.decimal_ok), and its message words.
+    decimal: tuple[float, float] | None = None
+    decimal_text: str = ""
     # Where the limit comes from, for docs/api-validation.md.
     source: str = ""
 
@@ -111,6 +117,10 @@ class Limit:
             parts.append("enum compared case-insensitively")
         if self.arn:
             parts.append("must be an AWS Batch resource ARN")
+        if self.required:
+            parts.append("required")
+        if self.decimal:
+            parts.append(f"a decimal number {_span(*self.decimal)} ({self.decimal_text})")
         return "; ".join(parts)
 
 
@@ -211,6 +221,23 @@ LIMITS: dict[tuple[str, str], Limit] = {
     ("TaskContainerOverrides", "environment[].name"): _ENV_NAME,
     ("EksContainer", "env[].name"): _ENV_NAME,
     ("EksContainerOverride", "env[].name"): _ENV_NAME,
+    # Members batchd needs that the model leaves optional, and numbers the API carries as strings (parsed and
+    # bounded here, so that no handler meets "1e30", "inf" or 5000 digits).
+    ("KeyValuePair", "name"): Limit(required=True, source="batchd: an environment variable needs a name"),
+    ("ResourceRequirement", "value"): Limit(
+        decimal=(0, 2**31 - 1),
+        decimal_text="the VCPU, MEMORY or GPU amount",
+        source="AWS docs (ResourceRequirement value); bound: batchd (a 32-bit count)",
+    ),
+    ("NodeRangeProperty", "targetNodes"): Limit(
+        max_len=21,
+        pattern=r"[0-9]{0,10}(?::[0-9]{0,10})?",
+        pattern_text="be N, N:M, :M or N: (node indexes of at most 10 digits)",
+        source="model doc",
+    ),
+    ("ListJobs", "filters[].values[]"): Limit(
+        max_len=1024, source="batchd: longer than any job name, job definition ARN or share identifier"
+    ),
     # Job queues.
     ("CreateJobQueue", "priority"): Limit(
         min_value=0, max_value=1000, source="AWS docs (CreateJobQueue priority)"
@@ -419,6 +446,7 @@ def _blob_ok(value: Any) -> bool:
 # SubmitJob took ~40 µs. One generated function with the checks inlined does the same work several times faster.
 
 Validator = Callable[[Any], None]
+_ABSENT = object()  # what `.get` returns for a member the request does not have
 _INT_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _MAX_DEPTH = 40  # the Batch model is not recursive; a recursive shape would be refused here, loudly
 
@@ -456,6 +484,8 @@ class _Codegen:
             "_valid_arn": _valid_arn,
             "_timestamp_ok": _timestamp_ok,
             "_blob_ok": _blob_ok,
+            "_decimal_ok": decimal_ok,
+            "_A": _ABSENT,
         }
         self.counter = 0
         # Structures that occur more than once (and are not tiny) become one shared function each.
@@ -560,10 +590,12 @@ class _Codegen:
         ancestors: tuple[tuple[str, str], ...],
         depth: int,
         subject: str = "Member",
+        limits: list[Limit] | None = None,
     ) -> None:
         if len(ancestors) > _MAX_DEPTH:
             raise ValueError(f"shape nesting too deep (recursive shape?) at {apath}")
-        limits = self.limits_for(shape, apath, ancestors)
+        if limits is None:
+            limits = self.limits_for(shape, apath, ancestors)
         kind = shape.type_name
         if kind == "structure":
             inner = (*ancestors, (shape.name, apath))
@@ -602,7 +634,12 @@ class _Codegen:
     ) -> None:
         self.emit(depth, f"if not isinstance({var}, dict):")
         self.fail(depth + 1, var, _expect("an object"), path)
+        member_limits = {
+            name: self.limits_for(member, f"{apath}.{name}" if apath else name, ancestors)
+            for name, member in shape.members.items()
+        }
         required = set(shape.required_members)
+        required |= {name for name, limits in member_limits.items() if any(lim.required for lim in limits)}
         # Required members first, so "missing X" wins over a problem deeper in the body.
         order = [n for n in shape.members if n in required] + [n for n in shape.members if n not in required]
         for name in order:
@@ -610,18 +647,23 @@ class _Codegen:
             m = self.fresh("m")
             mpath = path.member(name)
             mapath = f"{apath}.{name}" if apath else name
-            # Unknown members are never looked at (AWS ignores them); null means "not set".
-            self.emit(depth, f"{m} = {var}.get({name!r})")
+            limits = member_limits[name]
+            # Unknown members are never looked at (AWS ignores them).
             if name in required:
+                self.emit(depth, f"{m} = {var}.get({name!r})")
                 self.emit(depth, f"if {m} is None:")
                 self.fail(depth + 1, "None", "not be null", mpath)
                 if member.type_name == "string":
                     self.emit(depth, f"if {m} == '':")
                     self.fail(depth + 1, m, "not be empty", mpath)
-                self.node(member, m, mpath, mapath, ancestors, depth)
+                self.node(member, m, mpath, mapath, ancestors, depth, limits=limits)
             else:
-                self.emit(depth, f"if {m} is not None:")
-                self.node(member, m, mpath, mapath, ancestors, depth + 1)
+                # An optional member sent as null is "not set": it is removed, so that no handler sees a None.
+                self.emit(depth, f"{m} = {var}.get({name!r}, _A)")
+                self.emit(depth, f"if {m} is None:")
+                self.emit(depth + 1, f"del {var}[{name!r}]")
+                self.emit(depth, f"elif {m} is not _A:")
+                self.node(member, m, mpath, mapath, ancestors, depth + 1, limits=limits)
 
     def _range(
         self,
@@ -731,6 +773,14 @@ class _Codegen:
             if limit.arn:
                 self.emit(depth, f"if not _valid_arn({var}):")
                 self.fail(depth + 1, var, _ARN_TEXT, path, subject)
+            if limit.decimal:
+                lo, hi = limit.decimal
+                # Short whole numbers ("2", "4096") are inside the bounds without being converted.
+                short = len(str(int(hi))) - 1 if lo <= 0 else 0
+                quick = f"{var}.isdigit() and {var}.isascii() and len({var}) <= {short} or " if short else ""
+                self.emit(depth, f"if not ({quick}_decimal_ok({var}, {lo!r}, {hi!r})):")
+                text = f"be a decimal number from {lo} to {hi} ({limit.decimal_text})"
+                self.fail(depth + 1, var, text, path, subject)
 
     def number(self, shape: Shape, var: str, path: _Path, depth: int, limits: list[Limit]) -> None:
         lo: float | None = shape.metadata.get("min")

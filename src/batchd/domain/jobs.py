@@ -6,6 +6,7 @@ A job row (store/jobs.py) is a dict with the columns of the `jobs` table; `spec`
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any
@@ -46,16 +47,19 @@ def substitute(command: list[str], parameters: dict[str, str]) -> list[str]:
 
 
 def _merge_named(base: list[dict], overrides: list[dict], key: str) -> list[dict]:
-    merged = {e[key]: dict(e) for e in base if key in e}
+    """The base entries with the overrides' replacing those of the same name; entries without one are dropped
+    (the validator refuses them in requests; this keeps definitions stored before that from failing)."""
+    merged = {e[key]: dict(e) for e in base if isinstance(e, dict) and isinstance(e.get(key), str)}
     for e in overrides:
-        merged[e[key]] = dict(e)
+        if isinstance(e, dict) and isinstance(e.get(key), str):
+            merged[e[key]] = dict(e)
     return list(merged.values())
 
 
 def _requirement(reqs: list[dict], kind: str) -> str | None:
     for r in reqs:
-        if r.get("type") == kind:
-            return str(r.get("value"))
+        if r.get("type") == kind and r.get("value") is not None:
+            return str(r["value"])
     return None
 
 
@@ -64,7 +68,9 @@ def build_container(jd: dict[str, Any], overrides: dict[str, Any] | None, parame
     props = dict(jd.get("containerProperties") or {})
     overrides = overrides or {}
     container: dict[str, Any] = {k: v for k, v in props.items() if v is not None}
-    command = overrides.get("command", props.get("command") or [])
+    command = overrides.get("command")
+    if command is None:  # not overridden (or null, which means the same)
+        command = props.get("command") or []
     container["command"] = substitute(list(command), parameters)
     container["environment"] = _merge_named(props.get("environment") or [], overrides.get("environment") or [], "name")
     reqs = _merge_named(props.get("resourceRequirements") or [], overrides.get("resourceRequirements") or [], "type")
@@ -85,20 +91,30 @@ def build_container(jd: dict[str, Any], overrides: dict[str, Any] | None, parame
     return container
 
 
+MAX_AMOUNT = 2**31 - 1  # the largest vCPU, MiB or GPU count a job may ask for (a 32-bit column)
+
+
 def requirements(container: dict[str, Any]) -> tuple[float, int, int]:
-    """(vCPUs, memory MiB, GPUs) the job asks for; a job that names no vCPUs needs one."""
+    """(vCPUs, memory MiB, GPUs) the job asks for; a job that names no vCPUs needs one.
+
+    Every amount is finite and at most MAX_AMOUNT: the validator bounds request values, and this bounds what
+    a job definition stored before that check holds (a definition with MEMORY "1e30" fails each SubmitJob with
+    a ClientException instead of a store error).
+    """
     reqs = container.get("resourceRequirements") or []
-    try:
-        vcpus = float(_requirement(reqs, "VCPU") or 1)
-        memory = int(float(_requirement(reqs, "MEMORY") or 0))
-        gpus = int(float(_requirement(reqs, "GPU") or 0))
-    except ValueError as exc:
-        raise JobSpecError(f"resourceRequirements has a value that is not a number: {exc}") from None
-    if vcpus <= 0:
-        raise JobSpecError(f"resourceRequirements VCPU must be greater than 0, not {vcpus:g}")
-    if memory < 0 or gpus < 0:
-        raise JobSpecError("resourceRequirements MEMORY and GPU must not be negative")
-    return vcpus, memory, gpus
+    amounts = {}
+    for kind, default in (("VCPU", "1"), ("MEMORY", "0"), ("GPU", "0")):
+        text = _requirement(reqs, kind) or default
+        try:
+            amount = float(text) if len(text) <= 40 else math.inf
+        except ValueError:
+            raise JobSpecError(f"resourceRequirements {kind} {text!r} is not a number") from None
+        if not 0 <= amount <= MAX_AMOUNT:  # also refuses inf and nan
+            raise JobSpecError(f"resourceRequirements {kind} {text[:40]!r} must be a number from 0 to {MAX_AMOUNT}")
+        amounts[kind] = amount
+    if amounts["VCPU"] <= 0:
+        raise JobSpecError(f"resourceRequirements VCPU must be greater than 0, not {amounts['VCPU']:g}")
+    return amounts["VCPU"], int(amounts["MEMORY"]), int(amounts["GPU"])
 
 
 def job_environment(

@@ -235,7 +235,8 @@ async def update_compute_environment(ctx: RequestContext, params: dict[str, Any]
             cr.update({k: v for k, v in cr_update.items() if v is not None})
             if cr_update.get("desiredvCpus") is None and cr.get("desiredvCpus") is not None:
                 # desiredvCpus is Batch's to manage: keep it inside new bounds rather than refuse them.
-                lo, hi = cr.get("minvCpus", 0), cr.get("maxvCpus", cr["desiredvCpus"])
+                # `or`: a document stored before nulls were refused may hold None for either bound.
+                lo, hi = cr.get("minvCpus") or 0, cr.get("maxvCpus") or cr["desiredvCpus"]
                 cr["desiredvCpus"] = min(max(cr["desiredvCpus"], lo), max(hi, lo))
             _check_vcpu_bounds(cr)
             doc["computeResources"] = cr

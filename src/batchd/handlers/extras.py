@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from batchd.api.decode import bounded_int, show
 from batchd.api.errors import ClientException
 from batchd.api.registry import RequestContext
 from batchd.domain.jobs import job_arn
@@ -18,14 +19,17 @@ MAX_EVENTS = 1000
 
 
 def _int(query: dict[str, list[str]], key: str, default: int, low: int, high: int) -> int:
-    raw = query.get(key, [str(default)])[-1]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ClientException(f"{key} must be an integer, not {raw!r}") from None
-    if not low <= value <= high:
-        raise ClientException(f"{key} must be between {low} and {high}, not {value}")
-    return value
+    raw = query.get(key)
+    return default if raw is None else bounded_int(raw[-1], key, low, high)
+
+
+def _job_id(query: dict[str, list[str]]) -> str | None:
+    raw = query.get("jobId")
+    if raw is None:
+        return None
+    if len(raw[-1]) > 256 or "\x00" in raw[-1]:  # no job id is longer; PostgreSQL cannot compare U+0000
+        raise ClientException(f"jobId {show(raw[-1])} is not a job id")
+    return raw[-1]
 
 
 def event_document(row: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +53,7 @@ async def handle_extra(ctx: RequestContext, method: str, path: str, query: dict[
     if method == "GET" and path.rstrip("/") == "/batchd/events":
         after = _int(query, "after", 0, 0, 2**62)
         limit = _int(query, "limit", 100, 1, MAX_EVENTS)
-        job_id = query.get("jobId", [None])[-1]
+        job_id = _job_id(query)
         rows = store.read_events(ctx.service.db.conn, ctx.account, ctx.region, after, limit, job_id)
         docs = [event_document(r) for r in rows]
         return {"events": docs, "nextAfter": docs[-1]["seq"] if docs else after}

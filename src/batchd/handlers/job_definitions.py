@@ -7,15 +7,15 @@ document is the JobDefinition shape as DescribeJobDefinitions returns it; Submit
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
+from batchd.api.decode import decimal_ok
 from batchd.api.errors import ClientException
 from batchd.api.registry import RequestContext, operation
 from batchd.domain.arns import make_arn
 from batchd.domain.eks import resource_requirements as eks_resource_requirements
-from batchd.domain.jobs import JobSpecError
+from batchd.domain.jobs import MAX_AMOUNT, JobSpecError
 from batchd.handlers.resources_common import (
     check_describe_refs,
     check_name,
@@ -44,7 +44,8 @@ CONTAINER_LISTS = ("command", "volumes", "environment", "mountPoints", "ulimits"
 EKS_CONTAINER_LISTS = ("command", "args", "env", "volumeMounts")
 EKS_POD_LISTS = ("initContainers", "imagePullSecrets", "volumes")
 FARGATE_DEFAULT_PLATFORM = {"platformVersion": "LATEST"}
-_TARGET_NODES_RE = re.compile(r"^(\d*)(?::(\d*))?$")
+# ASCII digits, at most 10 each (the validator's targetNodes rule), so int() below is always small and cheap.
+_TARGET_NODES_RE = re.compile(r"([0-9]{0,10})(?::([0-9]{0,10}))?")
 
 
 # --- validation of the container parts -------------------------------------------------------------------------
@@ -71,13 +72,8 @@ def _without_empty_values(envs: object) -> list:
 
 
 def _number(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        num = float(value)
-    except ValueError:
-        return None
-    return num if math.isfinite(num) else None
+    """A resource amount: a plain decimal from 0 to MAX_AMOUNT (api/decode.py), else None."""
+    return float(value) if decimal_ok(value, 0, MAX_AMOUNT) else None
 
 
 def _check_resource_requirements(reqs: object, where: str, *, fargate: bool) -> None:
@@ -221,7 +217,7 @@ def _check_eks_properties(eks: object, where: str) -> dict:
 
 
 def _node_range(target: object, num_nodes: int, where: str) -> tuple[int, int]:
-    m = _TARGET_NODES_RE.match(target) if isinstance(target, str) else None
+    m = _TARGET_NODES_RE.fullmatch(target) if isinstance(target, str) else None
     if not m or target == "" or target == ":":
         raise ClientException(f"{where}.targetNodes {target!r} must be N, N:M, :M or N:")
     start = int(m.group(1)) if m.group(1) else 0

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from batchd.api.decode import bounded_int, decode_page_token, encode_page_token
 from batchd.api.errors import ClientException
 from batchd.api.registry import RequestContext, operation
 from batchd.domain import eks as E
@@ -182,21 +183,17 @@ def _filters(p: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     if len(values) != 1:
         raise ClientException(f"Filter {name} needs exactly one value.")
     value = values[0]
+    # A trailing * is a prefix match; any other character (% and _ included) matches only itself.
     if name == "JOB_NAME":
-        return {"name_like": value[:-1]} if value.endswith("*") else {"name_exact": value}
+        return {"name_prefix": value[:-1]} if value.endswith("*") else {"name_exact": value}
     if name == "JOB_DEFINITION":
         if value.startswith("arn:"):
             if "*" in value:
                 raise ClientException("Filter JOB_DEFINITION: '*' is not allowed with an ARN.")
             return {"jd_arn": value}
-        prefix = value[:-1] if value.endswith("*") else value
-        escaped = prefix.replace("%", r"\%").replace("_", r"\_")
-        return {"jd_name_like": f"%:job-definition/{escaped}{'%' if value.endswith('*') else ':%'}"}
+        return {"jd_name_prefix": value[:-1]} if value.endswith("*") else {"jd_name": value}
     if name in ("BEFORE_CREATED_AT", "AFTER_CREATED_AT"):
-        try:
-            stamp = int(value)
-        except ValueError:
-            raise ClientException(f"Filter {name}: {value!r} is not a time in epoch milliseconds.") from None
+        stamp = bounded_int(value, f"Filter {name} (a time in epoch milliseconds)")
         return {"created_before": stamp} if name == "BEFORE_CREATED_AT" else {"created_after": stamp}
     if name == "SHARE_IDENTIFIER":
         return {"share_id": value}
@@ -219,11 +216,7 @@ async def list_jobs(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
         statuses = [J.RUNNING]
     cap = MAX_LIST_WITH_FILTER if has_filter else MAX_LIST_BY_STATUS
     limit = min(int(p.get("maxResults") or cap), cap)
-    before = None
-    if p.get("nextToken"):
-        before = store.decode_token(p["nextToken"])
-        if before is None:
-            raise ClientException(f"nextToken {p['nextToken']!r} is not valid.")
+    before = decode_page_token(p["nextToken"], "jobs") if p.get("nextToken") else None
     scope: dict[str, Any] = {}
     if p.get("jobQueue"):
         scope["queue_arn"] = _queue(ctx, p["jobQueue"])["jobQueueArn"]
@@ -236,7 +229,7 @@ async def list_jobs(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
                            limit=limit + 1, **scope, **criteria)
     out: dict[str, Any] = {"jobSummaryList": [J.render_summary(r) for r in rows[:limit]]}
     if len(rows) > limit:
-        out["nextToken"] = store.encode_token(rows[limit - 1]["seq"])
+        out["nextToken"] = encode_page_token("jobs", rows[limit - 1]["seq"])
     return out
 
 

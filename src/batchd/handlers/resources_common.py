@@ -8,11 +8,10 @@ the timer fires, `finish_pending_creates` completes the change at the next start
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 from typing import Any
 
+from batchd.api.decode import decode_page_token, encode_page_token
 from batchd.api.errors import ClientException
 from batchd.api.registry import RequestContext
 from batchd.domain.arns import valid_name
@@ -133,8 +132,7 @@ def check_tags(tags: object, key: str = "tags") -> dict[str, str]:
 
 
 # --- pagination ----------------------------------------------------------------------------------------------------
-# A token is the base64 of "<scope>:<last seq returned>": opaque to clients, stable while records are added
-# (new records get higher seqs), and refused when presented to another operation.
+# Tokens are api/decode.py's: "<scope>:<last seq returned>", refused when foreign, broken or out of range.
 
 
 def page_size(params: dict[str, Any], default: int = 100, hi: int = 100) -> int:
@@ -142,21 +140,11 @@ def page_size(params: dict[str, Any], default: int = 100, hi: int = 100) -> int:
     return default if size is None else size
 
 
-def encode_token(scope: str, seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{scope}:{seq}".encode()).decode()
+encode_token = encode_page_token
 
 
 def decode_token(token: str | None, scope: str) -> int:
-    if token is None:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        got_scope, _, seq = text.rpartition(":")
-        if got_scope == scope and seq.isdigit():
-            return int(seq)
-    except (binascii.Error, UnicodeError, ValueError):
-        pass
-    raise ClientException(f"nextToken {token!r} is not valid for this request")
+    return 0 if token is None else decode_page_token(token, scope)
 
 
 def paginate(rows: list[tuple[int, dict]], limit: int, scope: str) -> tuple[list[dict], str | None]:

@@ -6,7 +6,6 @@ transaction, so the activity log and the job can never disagree.
 
 from __future__ import annotations
 
-import base64
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -331,18 +330,6 @@ def child_status_counts(conn: Connection, parent_id: str) -> dict[str, int]:
 
 # --- ListJobs ---------------------------------------------------------------------------------------------
 
-def encode_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"jobs:{seq}".encode()).decode()
-
-
-def decode_token(token: str) -> int | None:
-    try:
-        kind, _, seq = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        return int(seq) if kind == "jobs" else None
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
 def list_jobs(
     conn: Connection,
     account: str,
@@ -351,17 +338,21 @@ def list_jobs(
     queue_arn: str | None = None,
     parent_id: str | None = None,
     statuses: Sequence[str] | None = None,
-    name_like: str | None = None,
+    name_prefix: str | None = None,
     name_exact: str | None = None,
     jd_arn: str | None = None,
-    jd_name_like: str | None = None,
+    jd_name: str | None = None,
+    jd_name_prefix: str | None = None,
     created_before: int | None = None,
     created_after: int | None = None,
     share_id: str | None = None,
     before_seq: int | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Newest first; `before_seq` continues a page. Array children only when listing by parent."""
+    """Newest first; `before_seq` continues a page. Array children only when listing by parent.
+
+    Names match case-insensitively; a `*_prefix` is matched literally (`%` and `_` in it are not wildcards).
+    """
     cond = [jobs.c.account == account, jobs.c.region == region]
     if queue_arn is not None:
         cond += [jobs.c.queue_arn == queue_arn, jobs.c.parent_id.is_(None)]
@@ -369,14 +360,16 @@ def list_jobs(
         cond.append(jobs.c.parent_id == parent_id)
     if statuses:
         cond.append(jobs.c.status.in_(list(statuses)))
-    if name_like is not None:
-        cond.append(func.lower(jobs.c.name).like(name_like.lower() + "%"))
+    if name_prefix is not None:
+        cond.append(func.lower(jobs.c.name).startswith(name_prefix.lower(), autoescape=True))
     if name_exact is not None:
         cond.append(func.lower(jobs.c.name) == name_exact.lower())
     if jd_arn is not None:
         cond.append(jobs.c.jd_arn == jd_arn)
-    if jd_name_like is not None:
-        cond.append(jobs.c.jd_arn.like(jd_name_like))
+    if jd_name is not None:  # any revision: "...:job-definition/<name>:<revision>"
+        cond.append(jobs.c.jd_arn.contains(f":job-definition/{jd_name}:", autoescape=True))
+    if jd_name_prefix is not None:
+        cond.append(jobs.c.jd_arn.contains(f":job-definition/{jd_name_prefix}", autoescape=True))
     if created_before is not None:
         cond.append(jobs.c.created_at < created_before)
     if created_after is not None:

@@ -25,7 +25,8 @@ KINDS = (KIND_CE, KIND_JQ, KIND_SP)
 # Statuses a resource passes through on its way to VALID (or to removal).
 TRANSITIONAL = ("CREATING", "UPDATING", "DELETING")
 
-_JD_REF_RE = re.compile(r"^([A-Za-z0-9_-]{1,128})(?::(\d{1,9}))?$")
+# ASCII digits only: `\d` would take "١" (an Arabic-Indic one) as revision 1.
+_JD_REF_RE = re.compile(r"^([A-Za-z0-9_-]{1,128})(?::([0-9]{1,9}))?$")
 
 
 # --- compute environments, job queues, scheduling policies ---------------------------------------------------
