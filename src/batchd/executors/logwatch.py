@@ -74,14 +74,16 @@ class OutputWatcher:
         self._poked = False
 
     def watch(self, files: list[OutputFile]) -> None:
-        """Start stamping these files (and stamp what they hold already)."""
+        """Start stamping these files, and stamp what they hold already (also what a job wrote before this
+        thread got to the command: the watch is added on the thread, the job may be quicker)."""
         self._send("watch", files)
 
     def unwatch(self, files: list[OutputFile]) -> None:
-        """Stamp what these files hold now, then stop watching them.
+        """Stop watching these files.
 
-        Not urgent (the last bytes get the file's mtime whenever this runs): it waits for the thread's next
-        wake-up instead of causing one, which keeps the cost of a short job low."""
+        Bytes written since their last stamp need none from here: the first read stamps them with the file's
+        mtime, the very stamp this thread would give them now. Not urgent either: it waits for the thread's
+        next wake-up instead of causing one, which keeps the cost of a short job low."""
         self._send("unwatch", files, poke=False)
 
     def close(self) -> None:
@@ -185,8 +187,7 @@ class OutputWatcher:
         wd = self._by_path.pop(path, None)
         if wd is None:
             return
-        watched = self._by_wd.pop(wd)
-        self._stamp(watched)
+        del self._by_wd[wd]
         assert self._libc is not None
         self._libc.inotify_rm_watch(self._fd, wd)
 
