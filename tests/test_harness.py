@@ -12,6 +12,10 @@ from conftest import Server, wait_for
 from jobkit import setup, submit, wait_status
 
 
+def _groups(descriptions) -> set[str]:
+    return {d.split(" pgid ", 1)[1].split()[0] for d in descriptions}
+
+
 def test_a_server_that_never_answers_is_timed_out_with_its_log(tmp_path: Path) -> None:
     srv = Server(tmp_path / "data")
     # A "server" that prints a line to its log and then hangs without ever printing "batchd listening on".
@@ -36,7 +40,7 @@ def test_jobs_of_a_killed_server_are_found_and_ended(make_server, gates) -> None
     assert len(survivors) >= 2, survivors
     # ...and the harness ends them, grandchildren included (each job is its own process group).
     killed = srv.reap()
-    assert set(killed) >= set(survivors.values())
+    assert _groups(killed) >= _groups(survivors.values())  # (pids change: the gate loop forks `sleep`)
     assert procs.job_processes([srv.jobs_dir, srv.tmp_dir]) == {}
 
 
