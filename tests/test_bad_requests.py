@@ -444,6 +444,38 @@ CASES = [
     ),
     Case("body-over-256KiB", "/v1/describejobs", b" " * (257 * 1024), ("too large", "262144")),
     Case("unknown-path", "/v1/submitjobs", JOB, ("Unknown path /v1/submitjobs",)),
+    # Decoded before any handler (api/decode.py): entries need their name, amounts are bounded decimals, numbers
+    # in text fit 64 bits, and no string holds U+0000.
+    Case(
+        "submit-env-entry-without-name",
+        "/v1/submitjob",
+        submit(containerOverrides={"environment": [{"value": "x"}]}),
+        ("Value null at 'containerOverrides.environment[0].name'", "must not be null"),
+    ),
+    Case(
+        "submit-memory-1e30",
+        "/v1/submitjob",
+        submit(containerOverrides={"resourceRequirements": [{"type": "MEMORY", "value": "1e30"}]}),
+        ("Value '1e30' at 'containerOverrides.resourceRequirements[0].value'", "decimal number from 0 to"),
+    ),
+    Case(
+        "jobdef-vcpu-inf",
+        "/v1/registerjobdefinition",
+        {**JOBDEF, "containerProperties": {"image": "i", "resourceRequirements": [{"type": "VCPU", "value": "inf"}]}},
+        ("Value 'inf' at 'containerProperties.resourceRequirements[0].value'",),
+    ),
+    Case(
+        "listjobs-after-created-25-digits",
+        "/v1/listjobs",
+        {"jobQueue": "q1", "filters": [{"name": "AFTER_CREATED_AT", "values": ["1" * 25]}]},
+        ("Filter AFTER_CREATED_AT", "must be an integer"),
+    ),
+    Case(
+        "submit-parameter-nul",
+        "/v1/submitjob",
+        submit(parameters={"a": "x\u0000"}),
+        ("at 'parameters.a'", "must not contain the NUL character"),
+    ),
     Case(
         "wrong-method", "/v1/submitjob", None, ("Method GET is not allowed on /v1/submitjob",), method="GET"
     ),

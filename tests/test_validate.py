@@ -86,6 +86,59 @@ def test_optional_null_and_unknown_members_are_ignored() -> None:
     ok("SubmitJob", job(containerOverrides={"command": ["a"], "newThing": 5}))
 
 
+def test_optional_null_members_are_removed_at_every_depth() -> None:
+    params = job(timeout=None, containerOverrides={"command": None, "environment": [{"name": "A", "value": None}],
+                                                   "resourceRequirements": [{"type": "VCPU", "value": "1"}]},
+                 retryStrategy={"attempts": 1, "evaluateOnExit": None}, someFutureMember=None)
+    ok("SubmitJob", params)
+    assert params == job(containerOverrides={"environment": [{"name": "A"}],
+                                             "resourceRequirements": [{"type": "VCPU", "value": "1"}]},
+                         retryStrategy={"attempts": 1}, someFutureMember=None)  # unknown members: untouched
+    compute = {"type": "EC2", "minvCpus": None, "maxvCpus": 4}
+    ok("CreateComputeEnvironment", {"computeEnvironmentName": "c", "type": "MANAGED", "computeResources": compute})
+    assert compute == {"type": "EC2", "maxvCpus": 4}
+
+
+def test_environment_entries_need_a_name() -> None:
+    for entries in ([{}], [{"value": "x"}], [{"name": None}]):
+        bad("SubmitJob", job(containerOverrides={"environment": entries}),
+            "Value null at 'containerOverrides.environment[0].name'", "must not be null")
+        bad("RegisterJobDefinition", {**JOBDEF, "containerProperties": {"image": "i", "environment": entries}},
+            "at 'containerProperties.environment[0].name'")
+    ok("SubmitJob", job(containerOverrides={"environment": [{"name": "A"}]}))  # a value is optional
+
+
+@pytest.mark.parametrize("value", ["1e30", "inf", "nan", "-1", "1" * 25, "9" * 5000, "١", "²", "0x10", " 2", "+3",
+                                   "1_000", "2147483648"])
+def test_resource_requirement_values_are_bounded_decimals(value: str) -> None:
+    reqs = [{"type": "MEMORY", "value": value}]
+    bad("SubmitJob", job(containerOverrides={"resourceRequirements": reqs}),
+        "at 'containerOverrides.resourceRequirements[0].value'",
+        "must be a decimal number from 0 to 2147483647 (the VCPU, MEMORY or GPU amount)")
+
+
+def test_resource_requirement_values_that_are_accepted() -> None:
+    for value in ("0", "1", "0.25", ".5", "4.", "4096", "2147483647", "1.0000000001"):
+        ok("SubmitJob", job(containerOverrides={"resourceRequirements": [{"type": "VCPU", "value": value}]}))
+
+
+def test_target_nodes_are_short_ascii_digits() -> None:
+    def props(target: str) -> dict[str, Any]:
+        return {**JOBDEF, "type": "multinode", "nodeProperties": {
+            "numNodes": 2, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": target}]}}
+
+    for target in ("0", "0:1", ":1", "1:", ":", "9999999999:"):
+        ok("RegisterJobDefinition", props(target))
+    for target in ("9" * 5000, "١", "0:1:2", "a", "0-1", "12345678901", ""):
+        bad("RegisterJobDefinition", props(target), "at 'nodeProperties.nodeRangeProperties[0].targetNodes'")
+
+
+def test_list_jobs_filter_values_are_bounded() -> None:
+    ok("ListJobs", {"jobQueue": "q", "filters": [{"name": "JOB_NAME", "values": ["x" * 1024]}]})
+    bad("ListJobs", {"jobQueue": "q", "filters": [{"name": "JOB_NAME", "values": ["x" * 1025]}]},
+        "at 'filters[0].values[0]'", "length less than or equal to 1024")
+
+
 def test_no_input_shape_is_a_no_op() -> None:
     validate_request("Whatever", None, {"anything": 1})
 
@@ -731,7 +784,7 @@ def test_child_job_arns_pass_validation_for_the_handler_to_refuse() -> None:
         "at 'resourceArn'")
 
 
-def test_validation_does_not_mutate_params() -> None:
+def test_validation_changes_nothing_but_nulls() -> None:
     params = job(containerOverrides={"environment": [{"name": "A", "value": "1"}]}, tags={"k": "v"})
     before = copy.deepcopy(params)
     ok("SubmitJob", params)
