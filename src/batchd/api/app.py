@@ -45,6 +45,10 @@ _CLOSE = (b"connection", b"close")
 MIN_BODY_RESERVATION = 64 * 1024
 
 
+class BodyTooLarge(ClientException):
+    """The body is over MAX_BODY: answered at once, and the connection closed (the rest is not worth reading)."""
+
+
 class ClientGone(Exception):
     """The connection closed (or was timed out) before the request's body had arrived: nothing to answer."""
 
@@ -163,9 +167,14 @@ class BatchdASGI:
             # makes the server hold their upload (dev mode only parses the region out of the header).
             checked = self.auth.check_headers(method, query_string, headers, "logs" if is_logs else "batch")
             body = await self._read_body(receive, headers)
-        except ApiError as exc:  # the body was not read (or not whole): answer and close the connection
+        except ApiError as exc:  # the body was not read (or not whole)
             resp = _logs_error(exc, request_id) if is_logs else _error(exc, request_id, _JSON)
-            resp.headers.append(_CLOSE)
+            if isinstance(exc, BodyTooLarge):
+                resp.headers.append(_CLOSE)
+            # Otherwise the connection stays open: uvicorn discards the unread body as it arrives (nothing is
+            # buffered) and the connection counts as idle (api/connections.py), so its idle timeout ends a slow
+            # one. Closing at once would make the kernel reset the connection, and a client still sending
+            # could lose the answer.
             return resp
         if is_logs:
             return await self._logs(checked, scope, raw_path_s, headers, body, request_id)
@@ -224,7 +233,7 @@ class BatchdASGI:
             except ValueError:
                 raise ClientException(f"Content-Length {declared!r} is not a number") from None
             if n > MAX_BODY:
-                raise ClientException(f"Request body of {n} bytes is too large; the limit is {MAX_BODY} bytes")
+                raise BodyTooLarge(f"Request body of {n} bytes is too large; the limit is {MAX_BODY} bytes")
             if n <= 0:
                 return b""
             reservation = max(n, MIN_BODY_RESERVATION)
@@ -253,7 +262,7 @@ async def _receive_body(receive: Any) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            raise ClientException(f"Request body is too large; the limit is {MAX_BODY} bytes")
+            raise BodyTooLarge(f"Request body is too large; the limit is {MAX_BODY} bytes")
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
