@@ -17,6 +17,7 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -391,6 +392,57 @@ async def fuzz_logs(run: Run) -> None:
             await run.send(f"logs:{name}", "POST", "/", fk.to_json(request), headers=headers, what=what)
 
 
+# Accepted but hostile: what a job may really run with. Each must end (SUCCEEDED or FAILED) without a logged fault.
+HOSTILE_RUNS = [
+    {"command": ["sh", "-c", "printf 'ünï ☃ \\033[31m\\r\\n'; exit 3"]},
+    {"command": ["/no/such/program", "Ref::msg"]},
+    {"command": ["\u202e\u200b"]},
+    {"command": ["echo"] + ["x" * 100] * 200},
+    {"command": ["true"], "environment": [{"name": "E" * 200, "value": "v" * 20000}, {"name": "ü=x"}]},
+    {"command": ["sh", "-c", "echo $A"], "environment": [{"name": "A", "value": "line\nbreak"}, {"name": "PATH"}]},
+    {"command": ["sleep", "0"], "resourceRequirements": [{"type": "VCPU", "value": "0.0001"}]},
+    # Last: these fit nowhere, so (as on AWS) they wait RUNNABLE with a MISCONFIGURATION reason, blocking the
+    # queue, until they are terminated.
+    {"command": ["true"], "resourceRequirements": [{"type": "VCPU", "value": "2147483647"}]},
+    {"command": ["true"], "resourceRequirements": [{"type": "MEMORY", "value": "2147483647"}]},
+]
+FITS_NOWHERE = 2
+
+
+async def run_hostile_jobs(run: Run) -> None:
+    """Jobs that really run (on fzrun) with accepted but hostile overrides; each ends, nothing faults."""
+    await run.op("UpdateComputeEnvironment", {"computeEnvironment": "fzrun", "state": "ENABLED"})
+    ids = []
+    for overrides in HOSTILE_RUNS:
+        reply = await run.op("SubmitJob", {"jobName": "fzrun", "jobQueue": "fzrunq", "jobDefinition": "fzjd",
+                                           "parameters": {"msg": "ü\u202e"}, "containerOverrides": overrides,
+                                           "timeout": {"attemptDurationSeconds": 30}}, f"running {overrides!r:.60}")
+        assert reply.status == 200, (overrides, reply.body[:200])
+        ids.append(reply.json()["jobId"])
+    await _wait_jobs(run, ids[:-FITS_NOWHERE], lambda j: j["status"] in ("SUCCEEDED", "FAILED"))
+    for job_id in ids[-FITS_NOWHERE:]:  # each in turn is the queue's head, is told why, and is terminated
+        await _wait_jobs(run, [job_id], lambda j: j.get("statusReason", "").startswith("MISCONFIGURATION:"))
+        await run.op("TerminateJob", {"jobId": job_id, "reason": "fits nowhere"})
+        await _wait_jobs(run, [job_id], lambda j: j["status"] == "FAILED")
+    for job in (await run.srv.ok("DescribeJobs", {"jobs": ids}))["jobs"]:
+        stream = (job.get("container") or {}).get("logStreamName")
+        if stream:
+            headers = {"x-amz-target": "Logs_20140328.GetLogEvents", "content-type": "application/x-amz-json-1.1"}
+            await run.send("logs:GetLogEvents", "POST", "/", {"logGroupName": GROUP, "logStreamName": stream},
+                           headers=headers, what=f"stream of {job['jobId']}")
+    await run.op("UpdateComputeEnvironment", {"computeEnvironment": "fzrun", "state": "DISABLED"})
+
+
+async def _wait_jobs(run: Run, ids: list[str], done: Callable[[dict[str, Any]], bool]) -> None:
+    deadline = time.monotonic() + 120
+    pending = set(ids)
+    while pending:
+        jobs = (await run.srv.ok("DescribeJobs", {"jobs": sorted(pending)}))["jobs"]
+        pending -= {j["jobId"] for j in jobs if done(j)}
+        assert time.monotonic() < deadline, f"jobs did not get there: {jobs}"
+        await asyncio.sleep(0.05)
+
+
 async def fuzz_raw(run: Run) -> None:
     """The /batchd/ endpoints, unknown paths and bodies that are not JSON objects."""
     values = ["", "-1", "0", "1" * 25, "9" * 5000, "1e3", "١", " 5", "x", "\x00", "%00", "1_0", "+1"]
@@ -431,6 +483,7 @@ def test_fuzz_finds_no_server_error(tmp_path: Path, shard: int) -> None:
             await fuzz_batch(run, operations)
             if shard == 1:
                 await fuzz_raw(run)
+                await run_hostile_jobs(run)
             if shard == 2:
                 await fuzz_logs(run)
             # A final check that the server still serves: the setup resources answer as before.
