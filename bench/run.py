@@ -317,6 +317,7 @@ TARGETS = [
     ("submit_throughput_per_s", "SubmitJob throughput (/s)", ">= 1500"),
     ("submit_latency_p50_ms", "SubmitJob latency p50 (ms)", ""),
     ("submit_latency_p99_ms", "SubmitJob latency p99 (ms)", ""),
+    ("validate_submit_us", "SubmitJob validation + decoding, typical (µs)", "<= 50"),
     ("cpu_ms_null_endpoint", "server CPU / null request (ms)", "floor (~0.18)"),
     ("cpu_ms_submit", "server CPU / SubmitJob (ms)", "<= 0.3"),
     ("cpu_ms_describe_100", "server CPU / DescribeJobs(100), polling (ms)", "<= 1"),
@@ -340,6 +341,37 @@ TARGETS = [
 ]
 
 
+# A typical SubmitJob body (parameters, overrides, retries, timeout, tags), validated in this process.
+TYPICAL_SUBMIT = {
+    "jobName": "nightly-report-42",
+    "jobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/default",
+    "jobDefinition": "report:7",
+    "parameters": {"input": "s3://bucket/in.csv", "mode": "full"},
+    "containerOverrides": {
+        "command": ["python", "report.py", "Ref::input"],
+        "environment": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "REGION", "value": "us-east-1"}],
+        "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "4096"}],
+    },
+    "retryStrategy": {"attempts": 3, "evaluateOnExit": [{"onStatusReason": "Host EC2*", "action": "RETRY"}]},
+    "timeout": {"attemptDurationSeconds": 3600},
+    "tags": {"team": "data"},
+}
+
+
+def bench_validate(results: dict) -> None:
+    """CPU time of validating (and decoding) one typical SubmitJob, best of 5 rounds of 20,000 calls."""
+    import timeit
+
+    from batchd.api import model
+    from batchd.api.validate import validate_request
+
+    shape = model.service_model().operation_model("SubmitJob").input_shape
+    validate_request("SubmitJob", shape, dict(TYPICAL_SUBMIT))  # compile once
+    runs = timeit.repeat(lambda: validate_request("SubmitJob", shape, dict(TYPICAL_SUBMIT)),
+                         number=20000, repeat=5, timer=time.process_time)
+    results["validate_submit_us"] = min(runs) / 20000 * 1e6
+
+
 def _reset_database(url: str) -> None:
     """A fresh PostgreSQL database for the next run (drop and create it, from the maintenance database)."""
     from sqlalchemy import create_engine, make_url, text
@@ -355,8 +387,8 @@ def _reset_database(url: str) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", help="database URL (default: SQLite in a temporary data dir)")
-    ap.add_argument("--only", default="submit,cpu,latency,sustained,array,large",
-                    help="comma-separated parts: submit,cpu,latency,sustained,array,large")
+    ap.add_argument("--only", default="validate,submit,cpu,latency,sustained,array,large",
+                    help="comma-separated parts: validate,submit,cpu,latency,sustained,array,large")
     ap.add_argument("--submit-total", type=int, default=4000)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--cpu-n", type=int, default=2000)
@@ -379,6 +411,8 @@ def main() -> int:
         one: dict = {}
         srv = Server(args.db)
         try:
+            if "validate" in parts:
+                bench_validate(one)
             if "cpu" in parts:
                 bench_cpu(srv, one, args.cpu_n)
             if "submit" in parts:
