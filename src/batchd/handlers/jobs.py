@@ -110,6 +110,10 @@ async def submit_job(ctx: RequestContext, p: dict[str, Any]) -> dict[str, Any]:
     if ready:
         row.update(status=J.RUNNABLE, runnable_at=now)
     with svc.db.tx() as tx:
+        if deps and not svc.db.is_sqlite:  # counted again, locked: one may be ending on another server
+            row["pending_deps"], failed_now = store.lock_dependencies(tx, deps)
+            if failed_now:
+                row["runtime"] = {"dependencyFailed": True}
         store.insert_jobs(tx, [row], event_at=now if ready else None)
         store.insert_deps(tx, [{"job_id": job_id, "depends_on": d, "type": None} for d in deps])
     svc.scheduler.notify_jobs(runnable_in=queue["jobQueueArn"] if ready else None)

@@ -54,6 +54,7 @@ def spawn_children(db: Any, now: int) -> bool:
         parents = [p for p in store.unfinished_array_parents(conn) if has_work(p)]
         if not parents:
             return False
+        _lock_what_creation_reads(conn, parents[0])
         # Locked: children finishing on other servers update its runtime, and CancelJob may mark it meanwhile.
         parent = store.get_for_update(conn, parents[0]["id"])
         if parent is None or parent["status"] in J.TERMINAL or not has_work(parent):
@@ -65,6 +66,29 @@ def spawn_children(db: Any, now: int) -> bool:
             more = _create_batch(conn, parent, now)
         # (A release can leave children to create, and the other way round: `parent` holds what was saved.)
         return more or len(parents) > 1 or (parent["status"] not in J.TERMINAL and has_work(parent))
+
+
+def _lock_what_creation_reads(conn: Any, parent: dict[str, Any]) -> None:
+    """On PostgreSQL, lock the jobs whose state decides what the next batch of children waits on: the previous
+    child (SEQUENTIAL), the children of the same indices of the N_TO_N arrays, and those arrays. A job that
+    ends on another server at the same moment then either ends first (the batch sees it finished) or after the
+    batch is committed (its end then sees, and releases, the new children that wait on it); without the lock
+    both could miss the other and a child would wait forever. They are locked before the parent, as every end
+    locks a job before its parent. (`parent` is the unlocked read: only the scheduling server creates children,
+    so the batch it names is the one `_create_batch` creates.)"""
+    runtime = parent["runtime"]
+    if conn.dialect.name == "sqlite" or (runtime.get("gated", 0) > runtime.get("released", 0)
+                                         and gate_decided(parent)):
+        return  # one writer; or this pass releases children instead of creating them
+    deps = parent["spec"].get("dependsOn") or []
+    start = runtime.get("childrenCreated", 0)
+    end = min(parent["array_size"], start + CHILD_BATCH)
+    n_to_n = [d["jobId"] for d in deps if d.get("type") == "N_TO_N" and d.get("jobId")]
+    ids = [f"{a}:{i}" for a in n_to_n for i in range(start, end)]
+    if start > 0 and any(d.get("type") == "SEQUENTIAL" for d in deps):
+        ids.append(f"{parent['id']}:{start - 1}")
+    store.get_many_for_update(conn, ids)
+    store.get_many_for_update(conn, n_to_n)  # after their children, as their children's ends lock them
 
 
 def _create_batch(conn: Any, parent: dict[str, Any], now: int) -> bool:

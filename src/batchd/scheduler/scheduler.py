@@ -281,7 +281,7 @@ class Scheduler:
                         self._blocked.add(queue["jobQueueArn"])
                         if not any(cap.holds(need) for _, cap in envs) and head["status_reason"] != J.REASON_NO_FIT:
                             row = store.get_for_update(tx, head["id"])  # saving rewrites its record: the full row
-                            if row is not None:
+                            if row is not None and row["status"] == J.RUNNABLE and not row["is_cancelled"]:
                                 store.save(tx, row, {"status_reason": J.REASON_NO_FIT}, now)  # same status: no event
                                 head["status_reason"] = J.REASON_NO_FIT
                         blocked = True
@@ -459,6 +459,9 @@ class Scheduler:
                 row = rows.get(item.job_id)
                 if row is None or row["status"] in J.TERMINAL or row["attempt"] != item.attempt:
                     continue
+                if isinstance(item, Started) and (row["status"] != J.STARTING
+                                                  or row["owner"] not in (None, self.server_id)):
+                    continue  # given back and claimed again (same attempt number) meanwhile: it is not ours
                 changes = self._settle_changes(row, item, now, to_terminate)
                 if isinstance(item, Ended):
                     ended_rows.append(row)
@@ -585,7 +588,8 @@ class Scheduler:
         while self._timeouts and self._timeouts[0][0] <= now:
             _, job_id, attempt = heapq.heappop(self._timeouts)
             with self.db.tx() as conn:
-                row = store.get(conn, job_id)
+                # Locked: the attempt may end, or be terminated, through another server at the same moment.
+                row = store.get_for_update(conn, job_id)
                 if row is None or row["status"] != J.RUNNING or row["attempt"] != attempt:
                     continue
                 store.save(conn, row, {"runtime": {**row["runtime"], "timedOut": True}}, now)
@@ -600,8 +604,9 @@ class Scheduler:
             rows = store.unfinished_in_queue(conn, queue_arn)
             for row in rows:
                 if row["status"] not in J.ACTIVE:
-                    # Re-read: failing an earlier job may have failed this one already (a dependency cascade).
-                    current = store.get(conn, row["id"])
+                    # Re-read, locked: failing an earlier job may have failed this one already (a dependency
+                    # cascade), and another server may be cancelling it.
+                    current = store.get_for_update(conn, row["id"])
                     if current is not None and current["status"] not in J.TERMINAL | J.ACTIVE:
                         lifecycle.fail(conn, current, J.REASON_QUEUE_DELETED, now, is_cancelled=True)
         for row in rows:

@@ -236,9 +236,13 @@ def unfinished_array_parents(conn: Connection) -> list[dict[str, Any]]:
 
 
 def submitted_jobs(conn: Connection, limit: int) -> list[dict[str, Any]]:
-    """SUBMITTED jobs other than array parents (those leave SUBMITTED when their children exist), oldest first."""
+    """SUBMITTED jobs other than array parents (those leave SUBMITTED when their children exist), oldest first,
+    to move on in the caller's transaction. On PostgreSQL they are locked, and a job another server holds (a
+    CancelJob, the release of its dependency, in progress) is skipped rather than waited for: the next pass
+    takes it (that server wakes the scheduler, or the heartbeat does), and its write is never overwritten."""
+    lock = "" if conn.dialect.name == "sqlite" else " FOR UPDATE SKIP LOCKED"
     sql = _sql(conn, ("submitted_jobs",), _SELECT_JOBS + " WHERE status = 'SUBMITTED' AND array_size IS NULL "
-               "ORDER BY seq LIMIT ?")
+               "ORDER BY seq LIMIT ?" + lock)
     return [_decode(r) for r in _run(conn, sql, (limit,)).fetchall()]
 
 
@@ -306,7 +310,7 @@ def children_to_fail_on_cancel(conn: Connection, parent_id: str) -> list[dict[st
         select(jobs).where(
             jobs.c.parent_id == parent_id, jobs.c.is_cancelled.is_(False),
             or_(jobs.c.status == "SUBMITTED", and_(jobs.c.status == "PENDING", jobs.c.pending_deps == 0)),
-        )
+        ).order_by(jobs.c.id).with_for_update()  # the cancel writes them (locked on PostgreSQL, in id order)
     ).all()
     return [_row(r) for r in rows]
 
@@ -447,6 +451,14 @@ def get_many_for_update(conn: Connection, ids: Sequence[str]) -> dict[str, dict[
             row = _decode(r)
             found[row["id"]] = row
     return found
+
+
+def lock_dependencies(conn: Connection, ids: Sequence[str]) -> tuple[int, bool]:
+    """SubmitJob on PostgreSQL, in its write transaction: lock the jobs the new job waits on, then count how
+    many are unfinished and whether one failed. A dependency that ends on another server at the same moment
+    then either ended first (counted here) or ends after this commit and so sees, and releases, the new job."""
+    rows = get_many_for_update(conn, ids).values()
+    return sum(1 for r in rows if r["status"] != "SUCCEEDED"), any(r["status"] == "FAILED" for r in rows)
 
 
 def save_many(
