@@ -37,7 +37,10 @@ def bad(op: str, params: dict[str, Any], *fragments: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _restore_settings():
+    # Start from AWS's minimums: an in-process app built earlier in this worker (tests/inproc.py) lowers them.
     saved = dict(validate._SETTINGS)
+    validate.set_min_attempt_duration(60)
+    validate.set_min_state_time_limit(600)
     yield
     validate._SETTINGS.update(saved)
 
