@@ -283,7 +283,9 @@ def fail_cancelled_runnable(conn: Connection, ids: Sequence[str], now: int) -> l
     """FAILED, with their cancel reason, for those of these jobs that are still RUNNABLE and cancelled; returns
     them as they are now (their events are recorded)."""
     cond = and_(jobs.c.id.in_(list(ids)), jobs.c.status == "RUNNABLE", jobs.c.is_cancelled.is_(True))
-    rows = [_row(r) for r in conn.execute(select(jobs).where(cond).order_by(jobs.c.seq).with_for_update()).all()]
+    # Locked in id order, as every batch locks jobs; failed in queue order.
+    rows = [_row(r) for r in conn.execute(select(jobs).where(cond).order_by(jobs.c.id).with_for_update()).all()]
+    rows.sort(key=lambda r: r["seq"])
     save_many(conn, [(r, {"status": "FAILED", "stopped_at": now,
                           "status_reason": r["cancel_reason"] or r["status_reason"] or "Cancelled"}) for r in rows], now)
     return rows
