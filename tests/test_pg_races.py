@@ -323,3 +323,22 @@ def test_a_head_cancelled_by_another_server_keeps_its_reason_when_it_fits_nowher
     row, record = _stored(scheduling, job["id"])
     assert (row["status"], row["is_cancelled"], row["status_reason"]) == (J.RUNNABLE, True, "stopped by the user")
     assert record["statusReason"] == "stopped by the user"
+
+
+def test_an_end_is_not_recorded_for_a_job_given_to_another_server_meanwhile(two_servers, tmp_path):
+    """The same server's attempt could not start (say, the executor failed) after the job was given to another
+    server under the same attempt number: that server's attempt is not ended by it."""
+    from batchd.executors.base import AttemptExit
+    from batchd.scheduler.settle import Ended
+
+    scheduling, _other, _url = two_servers
+    job = _job(status=J.STARTING, attempt=1, ce_arn=CE, owner="another-server")
+    _insert(scheduling, job)
+    late = _scheduler(scheduling, tmp_path)
+    late._settle_batch([Ended(job["id"], 1, AttemptExit(None, "CannotStartContainerError: no such file"))])
+    row, _ = _stored(scheduling, job["id"])
+    assert (row["status"], row["owner"]) == (J.STARTING, "another-server")
+    late._settle_batch([Ended(job["id"], 1, AttemptExit(None, "Host terminated."), retry=False,
+                              ran_on="another-server")])  # the scheduling server settling a dead server's job
+    row, _ = _stored(scheduling, job["id"])
+    assert (row["status"], row["status_reason"]) == (J.FAILED, "Host terminated.")

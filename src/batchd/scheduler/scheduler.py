@@ -353,7 +353,8 @@ class Scheduler:
                     continue
                 reason = f"Host EC2 (instance batchd-server {row['owner']}) terminated."
                 log.warning("job %s ran on server %s, which stopped: failing the attempt", row["id"], row["owner"])
-                self._finish_attempt(row["id"], row["attempt"], AttemptExit(None, reason), retry=False)
+                self._finish_attempt(row["id"], row["attempt"], AttemptExit(None, reason), retry=False,
+                                     ran_on=row["owner"])
 
     # --- attempts ---------------------------------------------------------------------------------------
 
@@ -412,9 +413,10 @@ class Scheduler:
             self._terminate_process(job_id, handle)
         return handle
 
-    def _finish_attempt(self, job_id: str, attempt: int, result: AttemptExit, retry: bool = True) -> None:
+    def _finish_attempt(self, job_id: str, attempt: int, result: AttemptExit, retry: bool = True,
+                        ran_on: str | None = None) -> None:
         """Settle one ended attempt now, in its own transaction."""
-        self._settle_batch([Ended(job_id, attempt, result, retry)])
+        self._settle_batch([Ended(job_id, attempt, result, retry, ran_on)])
 
     # --- settling attempts in batches ---------------------------------------------------------------------
 
@@ -459,9 +461,9 @@ class Scheduler:
                 row = rows.get(item.job_id)
                 if row is None or row["status"] in J.TERMINAL or row["attempt"] != item.attempt:
                     continue
-                if isinstance(item, Started) and (row["status"] != J.STARTING
-                                                  or row["owner"] not in (None, self.server_id)):
-                    continue  # given back and claimed again (same attempt number) meanwhile: it is not ours
+                ran_on = (item.ran_on if isinstance(item, Ended) else None) or self.server_id
+                if row["owner"] not in (None, ran_on) or (isinstance(item, Started) and row["status"] != J.STARTING):
+                    continue  # given back and claimed again (same attempt number) meanwhile: not this attempt
                 changes = self._settle_changes(row, item, now, to_terminate)
                 if isinstance(item, Ended):
                     ended_rows.append(row)

@@ -33,6 +33,7 @@ class Ended:
     attempt: int
     result: AttemptExit
     retry: bool = True
+    ran_on: str | None = None  # the server whose attempt it was, when not this one (a dead server's)
 
 
 def task_arn(row: dict[str, Any], attempt: int) -> str:
