@@ -5,7 +5,8 @@ and changes it, not committed yet) while a scheduler step runs on a second conne
 waits until that step either finished or is blocked on the held row (seen in `pg_locks`), then commits the
 first transaction and checks that the other server's write stands. Before the scheduler's reads locked the rows
 they change, the step read the old row, waited in its UPDATE, and then wrote its stale decision over the
-committed one (a FAILED job became RUNNABLE again).
+committed one (a FAILED job became RUNNABLE again). Two more tests check that an attempt's start or end
+reported by a server the job is no longer assigned to (same attempt number) is not recorded.
 
 SQLite has one server per database and runs every transaction on one thread: there is no such race to test.
 """
