@@ -44,6 +44,12 @@ def submit_and_finish(srv, command: list[str], name: str = "first") -> str:
     return job_id
 
 
+def log_with(srv, text: str) -> str:
+    """The server's log, once it contains text ('' before)."""
+    log = srv.log_path.read_text()
+    return log if text in log else ""
+
+
 def test_version() -> None:
     proc = batchd("--version")
     assert proc.returncode == 0, proc.stderr
@@ -84,8 +90,8 @@ def test_server_logs_state_changes_and_refused_requests(make_server) -> None:
     srv = make_server(config='[[credentials]]\naccess_key_id = "AKIDDEV"\n'
                              'secret_access_key = "dev-secret"\naccount_id = "111111111111"\n')
     job_id = submit_and_finish(srv, ["sh", "-c", "exit 3"], name="loud")
-    # The line is written in the transaction that records the change: once FAILED is visible it is there.
-    log = srv.log_path.read_text()
+    # The lines are written within 50 ms of the changes (gathered, store/state_log.py): wait for the last.
+    log = wait_for(lambda: log_with(srv, f"job {job_id} (loud) FAILED"), message="the FAILED line")
     for status in ("RUNNABLE", "STARTING", "RUNNING"):
         assert re.search(rf"INFO batchd\.jobs: job {job_id} \(loud\) {status}$", log, re.M), log[-2000:]
     assert re.search(rf"INFO batchd\.jobs: job {job_id} \(loud\) FAILED: Essential container in task exited",
@@ -105,6 +111,7 @@ def test_server_logs_state_changes_and_refused_requests(make_server) -> None:
 def test_log_level_warning_keeps_the_terminal_quiet(make_server) -> None:
     srv = make_server(extra_args=["--log-level", "warning"])
     submit_and_finish(srv, ["true"])
+    srv.stop()  # the server's last lines are written when it stops: none of them is INFO
     assert "INFO" not in srv.log_path.read_text()
 
 

@@ -410,13 +410,14 @@ def test_slow_body_is_timed_out(short_srv) -> None:
         sock.close()
 
 
-def test_oversized_headers_are_refused(short_srv) -> None:
+@pytest.mark.parametrize("end", [b"\r\n\r\n", b""], ids=["complete", "never-complete"])
+def test_oversized_headers_are_refused(short_srv, end: bytes) -> None:
     sock = socket.create_connection(("127.0.0.1", short_srv.port), timeout=10)
     try:
         # more than max_header_bytes (16 KiB), sent in pieces: refused once the limit is passed
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 8000)
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(b"a" * 12000 + b"\r\n\r\n")
+            sock.sendall(b"a" * 12000 + end)
         assert status_line(sock) == b"HTTP/1.1 431 Request Header Fields Too Large"
     finally:
         sock.close()

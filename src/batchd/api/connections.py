@@ -6,7 +6,7 @@ made it answer 503 to everyone. `GuardedProtocol` adds, per connection, one dead
 
 * idle (no byte of a request yet: before the first request and between requests): `connection_idle_timeout`;
 * the request head (from its first byte until the headers are complete): `request_header_timeout`, and at
-  most `max_header_bytes` of request line and headers (431 beyond);
+  most `max_header_bytes` received while the headers are incomplete (431 beyond);
 * the body (from the end of the headers until the body is complete): `request_body_timeout`;
 * the response, while the client does not read it (the transport paused writing): `request_body_timeout`.
 
@@ -102,75 +102,90 @@ class ConnectionGuard:
             log.warning(message, *args)
 
 
+_Base = HttpToolsProtocol
+
+
 class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the deadlines and limits above (see make_protocol_class)."""
+    """uvicorn's httptools protocol with the deadlines and limits above (see make_protocol_class). The request
+    path only stores deadlines (one `loop.time()` per phase); base methods are called directly, not through
+    super(), because these run several times per request."""
 
     guard: ConnectionGuard
     deadline = math.inf
+    _in_head = False
     _head_bytes = 0
+    _chunk = 0
     _head_too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        _Base.connection_made(self, transport)
         self.deadline = self.loop.time() + self.guard.limits.idle_timeout
         if not self.guard.admit(self):
             transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.forget(self)
-        super().connection_lost(exc)
+        _Base.connection_lost(self, exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_too_large:
+            return
+        self._chunk = len(data)
+        _Base.data_received(self, data)
+        if self._in_head:  # the headers are still incomplete after this chunk: count it against the limit
+            self._head_bytes += len(data)
+            if self._head_bytes > self.guard.limits.max_header_bytes:
+                self._refuse_head()
+
+    def _refuse_head(self) -> None:
+        self._in_head = False
+        self._head_too_large = True
+        self.transport.write(_TOO_LARGE)
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._head_too_large:  # not after our 431
+            _Base.send_400_response(self, msg)
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        _Base.on_message_begin(self)
+        self._in_head = True
         self._head_bytes = 0
         self.deadline = self.loop.time() + self.guard.limits.header_timeout
 
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._head_bytes + self._chunk > self.guard.limits.max_header_bytes and self._head_size() > (
+            self.guard.limits.max_header_bytes
+        ):  # a large head that completed within one chunk: its exact size (only then: it costs a loop)
+            self._refuse_head()
+            raise ValueError("request head too large")  # stops the parser; no request starts
         self.guard.idle.pop(self, None)
         self.deadline = self.loop.time() + self.guard.limits.body_timeout
-        super().on_headers_complete()
+        _Base.on_headers_complete(self)
+
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        _Base.on_message_complete(self)
         self.deadline = math.inf  # the request is the application's now
 
     def on_response_complete(self) -> None:
         pipelined = bool(self.pipeline)
-        super().on_response_complete()
+        _Base.on_response_complete(self)
         if not pipelined and not self.transport.is_closing() and self in self.guard.open:
             self.deadline = self.loop.time() + self.guard.limits.idle_timeout
             self.guard.idle[self] = None
 
     def pause_writing(self) -> None:
-        super().pause_writing()
+        _Base.pause_writing(self)
         self.deadline = min(self.deadline, self.loop.time() + self.guard.limits.body_timeout)
 
     def resume_writing(self) -> None:
-        super().resume_writing()
+        _Base.resume_writing(self)
         if self.cycle is not None and not self.cycle.response_complete and not self.cycle.more_body:
             self.deadline = math.inf
-
-    def send_400_response(self, msg: str) -> None:
-        if not self._head_too_large:
-            super().send_400_response(msg)
-            return
-        self.transport.write(_TOO_LARGE)
-        self.transport.close()
-
-    def _count_head(self, n: int) -> None:
-        self._head_bytes += n
-        if self._head_bytes > self.guard.limits.max_header_bytes:
-            self._head_too_large = True
-            # Raising from a parser callback stops the parser; uvicorn then answers via send_400_response.
-            raise ValueError("request head too large")
 
 
 def make_protocol_class(guard: ConnectionGuard) -> type[GuardedProtocol]:
