@@ -53,13 +53,6 @@ class Authenticator:
         akid, region = check_signature(checked, method, raw_path, body)
         return Caller(self._by_key[akid].account_id, region, akid)
 
-    def authenticate(
-        self, method: str, raw_path: str, raw_query: str, headers: dict[str, str], body: bytes, service: str
-    ) -> Caller:
-        """Both phases at once; return the caller, or raise AuthError with AWS's code."""
-        checked = self.check_headers(method, raw_query, headers, service)
-        return self.check_signature(checked, method, raw_path, body)
-
     def _secret_of(self, akid: str) -> str | None:
         cred = self._by_key.get(akid)
         return cred.secret_access_key if cred else None
