@@ -1,7 +1,8 @@
 """Job rules with no I/O: building a job from its definition and overrides, what it needs, how it looks.
 
-A job row (store/jobs.py) is a dict with the columns of the `jobs` table; `spec` is fixed at SubmitJob,
-`runtime` holds the attempts and the current container state.
+A job row (store/jobs.py) is a dict with the columns of the `jobs` table; `spec` is fixed at SubmitJob except
+its `tags` (TagResource/UntagResource rewrite them, store/resources.py), `runtime` holds the attempts and the
+current container state.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one protocol every executor implements: start, wait, terminate, adopt.
+"""The one protocol every executor implements: start, release, never_ran, wait, terminate, is_alive.
 
 The scheduler owns AWS Batch semantics (queues, capacity, dependencies, retries, timeouts); an executor only
 runs one attempt of one job somewhere and reports how it ended. Handles are plain JSON so that they are stored

@@ -4,8 +4,8 @@ Layout of one attempt: its working directory (`logstreams.attempt_dir`, under th
 holds `held`, `started` and `exit_code`; `exit_code` is written by a tiny `sh` wrapper when the command ends, so
 the status survives a batchd restart (a restarted server is no longer the parent and cannot `waitpid` the job).
 Its output (`logstreams.output_path`, in the server's data dir) is `<attempt>.stdout.log` and
-`<attempt>.stderr.log`, which the job writes straight to, and their timestamp sidecars, kept by the `OutputWatcher` thread. Every file of the
-working directory is the job's to replace: batchd reads them without following symlinks or waiting on FIFOs
+`<attempt>.stderr.log`, which the job writes straight to, and their timestamp sidecars, kept by the
+`OutputWatcher` thread. Every file of the working directory is the job's to replace: batchd reads them without following symlinks or waiting on FIFOs
 (`logfiles.read_small_file`) and creates its own there only with O_EXCL | O_NOFOLLOW.
 
 Process model: the wrapper is started with `start_new_session=True`, so it leads a new session and process group
@@ -56,8 +56,9 @@ _POLL_SECONDS = 0.1  # only used where pidfd_open is unavailable (Linux < 5.3)
 # the shell's message in stderr.log. The record needs no tmp+rename: it is a single write(2) of a few bytes, and
 # batchd only reads it after the wrapper has exited (an empty file reads as "not recorded"). It is opened `1<>`
 # (read-write, no truncation): a FIFO the job left in its place then takes the write instead of blocking the
-# wrapper for good, and only its first line counts, so leftovers of a longer file the job wrote do not either. `unset PWD`: dash exports PWD, and the job's environment must be exactly
-# the one the scheduler passed.
+# wrapper for good, and only its first line counts, so leftovers of a longer file the job wrote do not either.
+# `unset PWD` (left out when the job's environment sets PWD itself): dash exports PWD, and the job's
+# environment must be exactly the one the scheduler passed.
 #
 # Held start: the wrapper first reads one line from its stdin, a pipe whose other end only batchd holds. batchd
 # writes the line once the attempt's handle is committed (release()); if batchd dies before that, the pipe

@@ -2,9 +2,9 @@
 
 One log group, `/aws/batch/job`. A stream is one attempt of one job (`logstreams.stream_name`); it exists for
 the caller when the job is a row of the caller's account and region and the attempt is known (its stream name
-is recorded in the job's runtime, or its output directory exists). Events are the lines of the attempt's
-`stdout.log` and `stderr.log`, merged by time; see `batchd.store.logfiles` for how lines become events and get
-their timestamps.
+is recorded in the job's runtime, or its stdout file exists). Events are the lines of the attempt's
+`<attempt>.stdout.log` and `<attempt>.stderr.log`, merged by time; see `batchd.store.logfiles` for how lines
+become events and get their timestamps.
 
 The database is read on the event loop, as everywhere; every file access (the output files, their sidecars,
 the `exit_code` a job could replace) runs on a small thread pool, so a slow disk or a hostile job can never

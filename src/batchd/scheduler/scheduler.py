@@ -1,7 +1,8 @@
 """The scheduler: moves jobs along, places RUNNABLE jobs on compute environments, runs attempts.
 
-Event-driven: SubmitJob, CancelJob, a finished attempt or a changed queue/CE calls `wake()`; the loop
-otherwise sleeps until the next timer (an attempt timeout, a job-state time limit). One pass:
+Event-driven: SubmitJob (`notify_jobs`), CancelJob/TerminateJob (`cancel`/`terminate`), a finished attempt
+(`_wake_dispatch`), a changed queue/CE (`wake()`) and messages from other servers (scheduler/cluster.py) wake
+the loop; it otherwise sleeps until the next timer (an attempt timeout, a job-state time limit). One pass:
   1. SUBMITTED -> PENDING (waits on dependencies) or RUNNABLE; array parents get their children;
   2. for each queue, highest priority first, RUNNABLE jobs in FIFO order: a cancelled job at the head fails,
      a job that fits a compute environment (tried in ascending order) is claimed (STARTING) and launched,

@@ -1,7 +1,9 @@
 """One database connection, its pragmas, transactions and schema migrations.
 
 The server is one asyncio process: all statements run on the event loop's thread over one connection, and a
-transaction never spans an `await`, so each transaction is atomic with respect to every other request.
+transaction never spans an `await`, so each transaction is atomic with respect to every other request. (With
+PostgreSQL the scheduler's cluster also holds a LISTEN connection for wake-ups, scheduler/cluster.py; the Logs
+handlers read files on a thread pool, but no statement runs there.)
 """
 
 from __future__ import annotations

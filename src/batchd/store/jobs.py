@@ -1,7 +1,8 @@
 """Named queries over jobs, their dependencies and the activity log.
 
-Every state change goes through `save`, which also appends the "Batch Job State Change" event in the same
-transaction, so the activity log and the job can never disagree.
+Every status change goes through `save_many` (`save` is its one-job form), and a job's first state through
+`insert_jobs` (with `event_at`); both append the "Batch Job State Change" event in the same transaction, so
+the activity log and the job can never disagree.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Reading a job attempt's output as CloudWatch-style log events, by byte offset, without loading it whole.
 
 Files. An attempt has two output files, `<attempt>.stdout.log` and `<attempt>.stderr.log`
-(`domain.logstreams`), each with a timestamp sidecar (`.idx` instead of `.log`). All of them live in the server's data dir, out of the job's
-working directory. A job can still reach them (same uid) and replace them by a FIFO, a symlink or a device, so
-every open here is `O_NONBLOCK | O_NOFOLLOW` and anything but a regular file is refused (read as empty, never
-waited on or followed). Nothing here runs on the event loop: the handlers call it on a small thread pool.
+(`domain.logstreams`), each with a timestamp sidecar (`.idx` instead of `.log`). All of them live in the
+server's data dir, out of the job's working directory. A job can still reach them (same uid) and replace
+them by a FIFO, a symlink or a device, so every open here is `O_NONBLOCK | O_NOFOLLOW` and anything but a
+regular file is refused (read as empty, never waited on or followed). The Logs handlers call this module on a
+small thread pool, never on the event loop; only `open_regular` and `read_small_file` (the local executor's
+output opens and its `exit_code` reads, which never block) are also called on the loop.
 
 Events. An event is one line of a file without its newline (a trailing "\\r" is dropped too). CloudWatch caps
 an event at 256 KiB, so a line longer than `SPLIT_BYTES` (128 KiB) is cut: from a line start `s`, at the first

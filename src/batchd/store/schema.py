@@ -1,8 +1,9 @@
 """The tables, in SQLAlchemy Core, for SQLite and PostgreSQL alike.
 
 Resources keep their AWS detail document in `data` (JSON) next to the few columns queries filter on. Jobs keep
-what never changes after SubmitJob in `spec` and the attempt history in `runtime`; everything the scheduler and
-ListJobs filter or sort on is a real, indexed column.
+what never changes after SubmitJob in `spec` (but for its `tags`, which TagResource/UntagResource rewrite) and
+the attempt history in `runtime`; everything the scheduler and ListJobs filter or sort on is a real, indexed
+column.
 """
 
 from __future__ import annotations
